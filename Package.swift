@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+// daft: a data-parallel trainer for Domain-Aware Fine-Tuning of pretrained ResNets.
+import PackageDescription
+
+let package = Package(
+    name: "daft",
+    products: [
+        .executable(name: "daft", targets: ["DaftCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries from Debian -dev packages.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        // OpenMPI handles (MPI_COMM_WORLD, MPI_FLOAT, ...) are macros: this shim exposes them as functions.
+        .target(name: "CMPIShim", dependencies: ["CMPI"], path: "Sources/CMPIShim"),
+
+        // kernels: float32 tensors and forward/backward kernels on OpenBLAS.
+        .target(name: "DaftKernels", dependencies: ["CBLAS"]),
+        // interop: safetensors read/write (torchvision state_dict names).
+        .target(name: "DaftInterop"),
+        // distributed transport: communicator (MPI or single process), gradient buckets, sampler.
+        .target(name: "DaftDistributed", dependencies: ["CMPIShim"]),
+        // layers/models: BN (incl. synchronized), ResNet family, SGD, schedules.
+        .target(name: "DaftModels", dependencies: ["DaftKernels", "DaftDistributed", "DaftInterop"]),
+        // data: IDX / NPY readers, domain shifts, the fashion-shift benchmark.
+        .target(name: "DaftData", dependencies: ["DaftDistributed"]),
+        // DAFT engine: BN conversion, methods, priors, ridge head, evaluation, the training step.
+        .target(name: "DaftEngine", dependencies: ["DaftModels", "DaftData", "DaftDistributed", "DaftKernels", "DaftInterop", "CBLAS"]),
+        // coordinator: phases, checkpoints, resume.
+        .target(name: "DaftCoordinator", dependencies: ["DaftEngine", "DaftModels", "DaftData", "DaftDistributed", "DaftInterop"]),
+        // CLI: the `daft` executable.
+        .executableTarget(name: "DaftCLI", dependencies: [
+            "DaftCoordinator", "DaftEngine", "DaftModels", "DaftData", "DaftDistributed", "DaftInterop", "DaftKernels",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "DaftKernelsTests", dependencies: ["DaftKernels"]),
+        .testTarget(name: "DaftInteropTests", dependencies: ["DaftInterop"]),
+        .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed"]),
+        .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "DaftDataTests", dependencies: ["DaftData"]),
+        .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine"]),
+        .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

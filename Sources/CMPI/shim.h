@@ -1,0 +1,2 @@
+// OpenMPI's C API (Debian libopenmpi-dev).
+#include <mpi.h>

@@ -1,0 +1,2 @@
+/// Module `DaftData` (see docs/architecture.md).
+public enum DaftDataModule { public static let name = "DaftData" }

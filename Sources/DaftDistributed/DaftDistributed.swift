@@ -1,0 +1,2 @@
+/// Module `DaftDistributed` (see docs/architecture.md).
+public enum DaftDistributedModule { public static let name = "DaftDistributed" }

@@ -1,0 +1,2 @@
+/// Module `DaftModels` (see docs/architecture.md).
+public enum DaftModelsModule { public static let name = "DaftModels" }

@@ -1,0 +1,3 @@
+import XCTest
+@testable import DaftCoordinator
+final class DaftCoordinatorSmokeTests: XCTestCase { func testModuleName() { XCTAssertEqual(DaftCoordinatorModule.name, "DaftCoordinator") } }

@@ -1,0 +1,3 @@
+import XCTest
+@testable import DaftDistributed
+final class DaftDistributedSmokeTests: XCTestCase { func testModuleName() { XCTAssertEqual(DaftDistributedModule.name, "DaftDistributed") } }

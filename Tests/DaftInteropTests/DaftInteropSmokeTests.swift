@@ -1,0 +1,3 @@
+import XCTest
+@testable import DaftInterop
+final class DaftInteropSmokeTests: XCTestCase { func testModuleName() { XCTAssertEqual(DaftInteropModule.name, "DaftInterop") } }

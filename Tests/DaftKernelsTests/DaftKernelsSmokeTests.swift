@@ -1,0 +1,3 @@
+import XCTest
+@testable import DaftKernels
+final class DaftKernelsSmokeTests: XCTestCase { func testModuleName() { XCTAssertEqual(DaftKernelsModule.name, "DaftKernels") } }

@@ -1,0 +1,3 @@
+import XCTest
+@testable import DaftModels
+final class DaftModelsSmokeTests: XCTestCase { func testModuleName() { XCTAssertEqual(DaftModelsModule.name, "DaftModels") } }
