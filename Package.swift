@@ -6,6 +6,7 @@ let package = Package(
     name: "daft",
     products: [
         .executable(name: "daft", targets: ["DaftCLI"]),
+        .executable(name: "daft-transport", targets: ["DaftTransportTool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,7 +29,7 @@ let package = Package(
         // layers/models: BN (incl. synchronized), ResNet family, SGD, schedules.
         .target(name: "DaftModels", dependencies: ["DaftKernels", "DaftDistributed", "DaftInterop"]),
         // data: IDX / NPY readers, domain shifts, the fashion-shift benchmark.
-        .target(name: "DaftData", dependencies: ["DaftDistributed"]),
+        .target(name: "DaftData", dependencies: ["DaftInterop"]),
         // DAFT engine: BN conversion, methods, priors, ridge head, evaluation, the training step.
         .target(name: "DaftEngine", dependencies: ["DaftModels", "DaftData", "DaftDistributed", "DaftKernels", "DaftInterop", "CBLAS"]),
         // coordinator: phases, checkpoints, resume.
@@ -39,11 +40,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // transport tool: all-reduce micro-benchmark and the MPI scenarios the transport tests run under mpirun.
+        .executableTarget(name: "DaftTransportTool", dependencies: ["DaftDistributed"]),
+
         .testTarget(name: "DaftKernelsTests", dependencies: ["DaftKernels"]),
         .testTarget(name: "DaftInteropTests", dependencies: ["DaftInterop"]),
         .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed"]),
-        .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels"],
-                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels"]),
         .testTarget(name: "DaftDataTests", dependencies: ["DaftData"]),
         .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine"]),
         .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator"]),
