@@ -17,6 +17,8 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
         // OpenMPI handles (MPI_COMM_WORLD, MPI_FLOAT, ...) are macros: this shim exposes them as functions.
         .target(name: "CMPIShim", dependencies: ["CMPI"], path: "Sources/CMPIShim"),
 
@@ -29,7 +31,7 @@ let package = Package(
         // layers/models: BN (incl. synchronized), ResNet family, SGD, schedules.
         .target(name: "DaftModels", dependencies: ["DaftKernels", "DaftDistributed", "DaftInterop"]),
         // data: IDX / NPY readers, domain shifts, the fashion-shift benchmark.
-        .target(name: "DaftData", dependencies: ["DaftInterop"]),
+        .target(name: "DaftData", dependencies: ["DaftInterop", "CZlib"]),
         // DAFT engine: BN conversion, methods, priors, ridge head, evaluation, the training step.
         .target(name: "DaftEngine", dependencies: ["DaftModels", "DaftData", "DaftDistributed", "DaftKernels", "DaftInterop", "CBLAS"]),
         // coordinator: phases, checkpoints, resume.
@@ -47,7 +49,7 @@ let package = Package(
         .testTarget(name: "DaftInteropTests", dependencies: ["DaftInterop"]),
         .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed"]),
         .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels"]),
-        .testTarget(name: "DaftDataTests", dependencies: ["DaftData"]),
+        .testTarget(name: "DaftDataTests", dependencies: ["DaftData", "DaftInterop"]),
         .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine"]),
         .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator"]),
     ],
