@@ -1,2 +1,0 @@
-/// Module `DaftData` (see docs/architecture.md).
-public enum DaftDataModule { public static let name = "DaftData" }

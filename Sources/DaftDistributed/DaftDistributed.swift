@@ -1,2 +1,0 @@
-/// Module `DaftDistributed` (see docs/architecture.md).
-public enum DaftDistributedModule { public static let name = "DaftDistributed" }

@@ -1,2 +1,0 @@
-/// Module `DaftKernels` (see docs/architecture.md).
-public enum DaftKernelsModule { public static let name = "DaftKernels" }

@@ -1,0 +1,145 @@
+import Foundation
+
+/// Pooling, residual and activation kernels (NCHW float32), each with its backward.
+public enum Elementwise {
+    /// y = max(x, 0).
+    public static func relu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { y[i] = max(x[i], 0) }
+    }
+
+    /// y = max(a + b, 0): the residual join of a ResNet block.
+    public static func addRelu(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { y[i] = max(a[i] + b[i], 0) }
+    }
+
+    /// y = a + b.
+    public static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { y[i] = a[i] + b[i] }
+    }
+
+    /// y += x.
+    public static func accumulate(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { y[i] += x[i] }
+    }
+
+    /// Global average pool: [N,C,H,W] -> [N,C].
+    public static func globalAvgPool(_ x: UnsafePointer<Float>, _ s: Shape4, _ y: UnsafeMutablePointer<Float>) {
+        let hw = s.spatial
+        let inv = 1 / Float(hw)
+        for nc in 0..<(s.n * s.c) {
+            let p = x + nc * hw
+            var acc: Float = 0
+            for i in 0..<hw { acc += p[i] }
+            y[nc] = acc * inv
+        }
+    }
+
+    /// Backward of the global average pool: dx = dy / (H·W), broadcast (written, not added).
+    public static func globalAvgPoolBackward(_ dy: UnsafePointer<Float>, _ s: Shape4, _ dx: UnsafeMutablePointer<Float>) {
+        let hw = s.spatial
+        let inv = 1 / Float(hw)
+        for nc in 0..<(s.n * s.c) {
+            let v = dy[nc] * inv
+            (dx + nc * hw).update(repeating: v, count: hw)
+        }
+    }
+
+    /// Output shape of a max-pool with square kernel, stride and padding.
+    public static func maxPoolShape(_ s: Shape4, kernel: Int, stride: Int, padding: Int) -> Shape4 {
+        Shape4(s.n, s.c, (s.h + 2 * padding - kernel) / stride + 1, (s.w + 2 * padding - kernel) / stride + 1)
+    }
+
+    /// Max-pool forward; records the flat input index of each maximum in `argmax` for the backward.
+    public static func maxPool(_ x: UnsafePointer<Float>, _ s: Shape4, kernel: Int, stride: Int, padding: Int,
+                               _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
+        let o = maxPoolShape(s, kernel: kernel, stride: stride, padding: padding)
+        for nc in 0..<(s.n * s.c) {
+            let p = x + nc * s.spatial
+            for oh in 0..<o.h {
+                for ow in 0..<o.w {
+                    var best = -Float.infinity, bi = -1
+                    for ki in 0..<kernel {
+                        let ih = oh * stride - padding + ki
+                        if ih < 0 || ih >= s.h { continue }
+                        for kj in 0..<kernel {
+                            let iw = ow * stride - padding + kj
+                            if iw < 0 || iw >= s.w { continue }
+                            let v = p[ih * s.w + iw]
+                            if v > best || bi < 0 || v.isNaN { best = v; bi = ih * s.w + iw }
+                        }
+                    }
+                    let oi = nc * o.spatial + oh * o.w + ow
+                    y[oi] = best
+                    argmax[oi] = Int32(nc * s.spatial + bi)
+                }
+            }
+        }
+    }
+
+    /// Max-pool backward: adds each dy to the input position that won the forward max.
+    public static func maxPoolBackwardAdd(_ dy: UnsafePointer<Float>, outputCount: Int, argmax: UnsafePointer<Int32>,
+                                          _ dx: UnsafeMutablePointer<Float>) {
+        for i in 0..<outputCount { dx[Int(argmax[i])] += dy[i] }
+    }
+}
+
+/// Fully connected layer y = x·Wᵀ + b with W stored `out×in` (PyTorch's nn.Linear layout).
+public enum LinearKernels {
+    public static func forward(_ x: UnsafePointer<Float>, batch: Int, inFeatures: Int, weight: UnsafePointer<Float>,
+                               bias: UnsafePointer<Float>?, outFeatures: Int, _ y: UnsafeMutablePointer<Float>) {
+        if let bias { for n in 0..<batch { (y + n * outFeatures).update(from: bias, count: outFeatures) } }
+        sgemm(transA: false, transB: true, m: batch, n: outFeatures, k: inFeatures, alpha: 1, a: x, lda: inFeatures,
+              b: weight, ldb: inFeatures, beta: bias == nil ? 0 : 1, c: y, ldc: outFeatures)
+    }
+
+    /// Accumulates dW, db; writes dx (when given).
+    public static func backward(_ x: UnsafePointer<Float>, batch: Int, inFeatures: Int, weight: UnsafePointer<Float>,
+                                outFeatures: Int, dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
+                                dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?) {
+        if let dWeight {
+            sgemm(transA: true, transB: false, m: outFeatures, n: inFeatures, k: batch, alpha: 1, a: dy, lda: outFeatures,
+                  b: x, ldb: inFeatures, beta: 1, c: dWeight, ldc: inFeatures)
+        }
+        if let dBias {
+            for n in 0..<batch { for o in 0..<outFeatures { dBias[o] += dy[n * outFeatures + o] } }
+        }
+        if let dx {
+            sgemm(transA: false, transB: false, m: batch, n: inFeatures, k: outFeatures, alpha: 1, a: dy, lda: outFeatures,
+                  b: weight, ldb: inFeatures, beta: 0, c: dx, ldc: inFeatures)
+        }
+    }
+}
+
+/// Softmax cross-entropy over logits `N×K` with integer labels.
+public enum CrossEntropy {
+    /// Result of one evaluation: Σ per-sample losses (float64), number of correct argmax predictions.
+    public struct Result { public var lossSum: Double; public var correct: Int }
+
+    /// Computes per-sample losses; writes dlogits = (softmax − onehot)·gradScale when `dLogits` is given.
+    /// For the mean over a batch of B, gradScale = 1/B. Labels must be in 0..<K (checked).
+    public static func forwardBackward(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, batch: Int, classes: Int,
+                                       gradScale: Float, dLogits: UnsafeMutablePointer<Float>?) -> Result {
+        var lossSum: Double = 0
+        var correct = 0
+        for n in 0..<batch {
+            let row = logits + n * classes
+            let label = Int(labels[n])
+            precondition(label >= 0 && label < classes, "label \(label) out of range 0..<\(classes)")
+            var mx = row[0], arg = 0
+            for k in 1..<classes where row[k] > mx { mx = row[k]; arg = k }
+            if arg == label { correct += 1 }
+            var z: Double = 0
+            for k in 0..<classes { z += Foundation.exp(Double(row[k] - mx)) }
+            let logZ = Foundation.log(z) + Double(mx)
+            lossSum += logZ - Double(row[label])
+            if let dLogits {
+                let d = dLogits + n * classes
+                for k in 0..<classes {
+                    let p = Float(Foundation.exp(Double(row[k]) - logZ))
+                    d[k] = (p - (k == label ? 1 : 0)) * gradScale
+                }
+            }
+        }
+        return Result(lossSum: lossSum, correct: correct)
+    }
+}

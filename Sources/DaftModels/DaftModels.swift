@@ -1,2 +1,0 @@
-/// Module `DaftModels` (see docs/architecture.md).
-public enum DaftModelsModule { public static let name = "DaftModels" }

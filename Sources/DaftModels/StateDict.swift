@@ -1,0 +1,54 @@
+import Foundation
+import DaftInterop
+
+/// Moves a model's tensors to and from safetensors files with torchvision `state_dict()` names.
+public enum StateDict {
+    /// Every parameter and buffer as a safetensors file (F32 tensors, I64 `num_batches_tracked`), with the
+    /// architecture and preprocessing in `__metadata__`.
+    public static func file(_ model: ResNet, extraMetadata: [String: String] = [:]) -> SafeTensorsFile {
+        var f = SafeTensorsFile()
+        let s = model.store
+        for e in s.entries {
+            switch e.kind {
+            case .parameter, .runningStat: f.tensors[e.name] = SafeTensor(floats: s.values(e.name), shape: e.shape)
+            case .counter: f.tensors[e.name] = SafeTensor(int64s: [s.counters[e.offset]], shape: [])
+            }
+        }
+        f.metadata = model.config.metadata.merging(extraMetadata) { _, new in new }
+        f.metadata["format"] = "pt"
+        return f
+    }
+
+    /// Loads tensors into the model, strictly: every name present, no unknown names, identical shapes,
+    /// float dtypes for floats and integer dtypes for counters. Errors are one line naming file and tensor.
+    /// `skip` lists names to leave untouched (e.g. `fc.*` when the head is replaced).
+    public static func load(_ file: SafeTensorsFile, into model: ResNet, source: String, skip: Set<String> = []) throws {
+        let s = model.store
+        let expected = Set(s.entries.map(\.name))
+        for name in file.tensors.keys.sorted() where !expected.contains(name) && !skip.contains(name) {
+            throw ModelError("\(source): unexpected tensor '\(name)' for \(model.config.arch) (check --arch, --widths and the file)")
+        }
+        for e in s.entries where !skip.contains(e.name) {
+            guard let t = file.tensors[e.name] else {
+                throw ModelError("\(source): missing tensor '\(e.name)' for \(model.config.arch)")
+            }
+            guard t.shape == e.shape || (e.kind == .counter && t.elementCount == 1) else {
+                throw ModelError("\(source): tensor '\(e.name)' has shape \(t.shape), \(model.config.arch) needs \(e.shape)")
+            }
+            switch e.kind {
+            case .parameter, .runningStat:
+                guard [.F32, .F64, .F16, .BF16].contains(t.dtype) else {
+                    throw ModelError("\(source): tensor '\(e.name)' has dtype \(t.dtype.rawValue), expected a float type")
+                }
+                let v = try t.floats()
+                guard v.allSatisfy({ $0.isFinite }) else { throw ModelError("\(source): tensor '\(e.name)' holds NaN or infinity") }
+                s.setValues(e.name, v)
+            case .counter:
+                guard [.I64, .I32].contains(t.dtype) else {
+                    throw ModelError("\(source): tensor '\(e.name)' has dtype \(t.dtype.rawValue), expected I64")
+                }
+                s.counters[e.offset] = try t.int64s()[0]
+            }
+        }
+    }
+}

@@ -1,3 +1,0 @@
-import XCTest
-@testable import DaftData
-final class DaftDataSmokeTests: XCTestCase { func testModuleName() { XCTAssertEqual(DaftDataModule.name, "DaftData") } }

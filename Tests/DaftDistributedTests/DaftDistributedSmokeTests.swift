@@ -1,3 +1,0 @@
-import XCTest
-@testable import DaftDistributed
-final class DaftDistributedSmokeTests: XCTestCase { func testModuleName() { XCTAssertEqual(DaftDistributedModule.name, "DaftDistributed") } }

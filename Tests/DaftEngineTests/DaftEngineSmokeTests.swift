@@ -1,3 +1,0 @@
-import XCTest
-@testable import DaftEngine
-final class DaftEngineSmokeTests: XCTestCase { func testModuleName() { XCTAssertEqual(DaftEngineModule.name, "DaftEngine") } }

@@ -1,3 +1,0 @@
-import XCTest
-@testable import DaftInterop
-final class DaftInteropSmokeTests: XCTestCase { func testModuleName() { XCTAssertEqual(DaftInteropModule.name, "DaftInterop") } }

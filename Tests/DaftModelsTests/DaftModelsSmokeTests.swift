@@ -1,3 +1,0 @@
-import XCTest
-@testable import DaftModels
-final class DaftModelsSmokeTests: XCTestCase { func testModuleName() { XCTAssertEqual(DaftModelsModule.name, "DaftModels") } }

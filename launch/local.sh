@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run N ranks of a command on this machine with OpenMPI's mpirun.
+#
+#   launch/local.sh -n 2 -- daft finetune ...
+#   launch/local.sh -n 4 --dry-run -- .build/release/daft-transport bench-allreduce
+#
+# Options before `--`:
+#   -n N         number of ranks (default 2)
+#   -x VAR[=V]   extra environment variable for the ranks (repeatable)
+#   --dry-run    print the mpirun line, do not run it
+#   anything else is passed to mpirun verbatim (e.g. --mca btl self,vader)
+# Adds --oversubscribe and --bind-to none when N > cores, else --bind-to core; exports
+# OPENBLAS_NUM_THREADS=1 to every rank (and DAFT_STALL_TIMEOUT when set); allows running as root.
+set -euo pipefail
+
+n=2
+dry=0
+extra=()
+envs=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -n|-np) n="$2"; shift 2 ;;
+    -x) envs+=(-x "$2"); shift 2 ;;
+    --dry-run) dry=1; shift ;;
+    --) shift; break ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) extra+=("$1"); shift ;;
+  esac
+done
+if [[ $# -eq 0 ]]; then echo "local.sh: missing command after --" >&2; exit 2; fi
+if ! [[ "$n" =~ ^[0-9]+$ ]] || [[ "$n" -lt 1 ]]; then echo "local.sh: -n must be a positive integer" >&2; exit 2; fi
+command -v mpirun >/dev/null || { echo "local.sh: mpirun not found (apt-get install openmpi-bin)" >&2; exit 127; }
+
+cores=$(nproc)
+args=(mpirun -np "$n")
+if [[ "$n" -gt "$cores" ]]; then
+  args+=(--oversubscribe --bind-to none)
+else
+  args+=(--bind-to core)
+fi
+export OPENBLAS_NUM_THREADS=1
+args+=(-x OPENBLAS_NUM_THREADS)
+if [[ -n "${DAFT_STALL_TIMEOUT:-}" ]]; then args+=(-x DAFT_STALL_TIMEOUT); fi
+args+=("${envs[@]+"${envs[@]}"}" "${extra[@]+"${extra[@]}"}" "$@")
+
+prefix=""
+if [[ "$(id -u)" -eq 0 ]]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  prefix="OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+fi
+echo "+ ${prefix}OPENBLAS_NUM_THREADS=1 $(printf '%q ' "${args[@]}")" >&2
+if [[ "$dry" -eq 1 ]]; then exit 0; fi
+exec "${args[@]}"
