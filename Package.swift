@@ -47,7 +47,8 @@ let package = Package(
 
         .testTarget(name: "DaftKernelsTests", dependencies: ["DaftKernels"]),
         .testTarget(name: "DaftInteropTests", dependencies: ["DaftInterop"]),
-        .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed"]),
+        // transport scenarios under mpirun, and the few heavy end-to-end runs of `daft` under mpirun (EndToEnd*).
+        .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed", "DaftInterop"]),
         .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels"]),
         .testTarget(name: "DaftDataTests", dependencies: ["DaftData", "DaftInterop"]),
         .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine"]),

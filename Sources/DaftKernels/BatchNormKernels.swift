@@ -3,8 +3,9 @@ import Foundation
 /// Per-channel batch-norm arithmetic on NCHW float32 data.
 ///
 /// Split into reductions and applications so a synchronized batch norm can all-reduce the
-/// per-channel sums between the two (the layer in DaftModels does that). Reductions accumulate
-/// in float64 so sums from several ranks combine without cancellation trouble.
+/// per-channel sums between the two (the layer in DaftModels does that). Each (sample, channel) row is
+/// reduced in float with 16 vector partial sums; rows are combined in float64 so sums over a large batch,
+/// and from several ranks, combine without cancellation trouble.
 public enum BatchNormKernels {
     /// Adds Σx and Σx² per channel of `x` into `sum` and `sumSquares` (length C).
     public static func accumulateMoments(_ x: UnsafePointer<Float>, _ s: Shape4,
@@ -14,7 +15,17 @@ public enum BatchNormKernels {
             var a: Double = 0, q: Double = 0
             for n in 0..<s.n {
                 let p = x + (n * s.c + c) * hw
-                for i in 0..<hw { let v = Double(p[i]); a += v; q += v * v }
+                var s0 = F8(), s1 = F8(), q0 = F8(), q1 = F8()
+                var i = 0
+                while i &+ 16 <= hw {
+                    let u = load8(p + i), v = load8(p + i + 8)
+                    s0 += u; q0 += u * u; s1 += v; q1 += v * v
+                    i &+= 16
+                }
+                if i &+ 8 <= hw { let u = load8(p + i); s0 += u; q0 += u * u; i &+= 8 }
+                var fs = (s0 + s1).sum(), fq = (q0 + q1).sum()
+                while i < hw { let v = p[i]; fs += v; fq += v * v; i &+= 1 }
+                a += Double(fs); q += Double(fq)
             }
             sum[c] += a
             sumSquares[c] += q
@@ -28,15 +39,29 @@ public enum BatchNormKernels {
         for n in 0..<s.n {
             for c in 0..<s.c {
                 let a = scale[c], b = shift[c]
+                let av = F8(repeating: a), bv = F8(repeating: b)
                 let p = x + (n * s.c + c) * hw, q = y + (n * s.c + c) * hw
-                if relu { for i in 0..<hw { q[i] = max(p[i] * a + b, 0) } } else { for i in 0..<hw { q[i] = p[i] * a + b } }
+                var i = 0
+                if relu {
+                    while i &+ 8 <= hw { store8(relu8(load8(p + i) * av + bv), q + i); i &+= 8 }
+                    while i < hw { let v = p[i] * a + b; q[i] = v < 0 ? 0 : v; i &+= 1 }
+                } else {
+                    while i &+ 8 <= hw { store8(load8(p + i) * av + bv, q + i); i &+= 8 }
+                    while i < hw { q[i] = p[i] * a + b; i &+= 1 }
+                }
             }
         }
     }
 
     /// Zeroes dy where the (post-ReLU) output y is not positive: the ReLU backward, in place.
     public static func reluMask(_ dy: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count { dy[i] = y[i] > 0 ? dy[i] : 0 }
+        var i = 0
+        while i &+ 8 <= count {
+            let yv = load8(y + i)
+            store8(load8(dy + i).replacing(with: 0, where: .!(yv .> 0)), dy + i)
+            i &+= 8
+        }
+        while i < count { if !(y[i] > 0) { dy[i] = 0 }; i &+= 1 }
     }
 
     /// Adds Σdy and Σdy·x̂ per channel, with x̂ = (x − mean)·invstd.
@@ -46,15 +71,25 @@ public enum BatchNormKernels {
         let hw = s.spatial
         for c in 0..<s.c {
             let m = mean[c], r = invstd[c]
+            let mv = F8(repeating: m)
             var a: Double = 0, b: Double = 0
             for n in 0..<s.n {
                 let px = x + (n * s.c + c) * hw, pd = dy + (n * s.c + c) * hw
-                var fa: Float = 0, fb: Float = 0
-                for i in 0..<hw { let d = pd[i]; fa += d; fb += d * (px[i] - m) }
-                a += Double(fa); b += Double(fb) * Double(r)
+                var a0 = F8(), a1 = F8(), b0 = F8(), b1 = F8()
+                var i = 0
+                while i &+ 16 <= hw {
+                    let d0 = load8(pd + i), d1 = load8(pd + i + 8)
+                    a0 += d0; a1 += d1
+                    b0 += d0 * (load8(px + i) - mv); b1 += d1 * (load8(px + i + 8) - mv)
+                    i &+= 16
+                }
+                if i &+ 8 <= hw { let d0 = load8(pd + i); a0 += d0; b0 += d0 * (load8(px + i) - mv); i &+= 8 }
+                var fa = (a0 + a1).sum(), fb = (b0 + b1).sum()
+                while i < hw { let d = pd[i]; fa += d; fb += d * (px[i] - m); i &+= 1 }
+                a += Double(fa); b += Double(fb)
             }
             sumDy[c] += a
-            sumDyXhat[c] += b
+            sumDyXhat[c] += b * Double(r)
         }
     }
 
@@ -68,8 +103,14 @@ public enum BatchNormKernels {
         for n in 0..<s.n {
             for c in 0..<s.c {
                 let r = invstd[c], k = gamma[c] * r, m = mean[c], md = meanDy[c], mx = meanDyXhat[c] * r
+                let kv = F8(repeating: k), mv = F8(repeating: m), mdv = F8(repeating: md), mxv = F8(repeating: mx)
                 let px = x + (n * s.c + c) * hw, pd = dy + (n * s.c + c) * hw, q = dx + (n * s.c + c) * hw
-                for i in 0..<hw { q[i] = k * (pd[i] - md - (px[i] - m) * mx) }
+                var i = 0
+                while i &+ 8 <= hw {
+                    store8(kv * (load8(pd + i) - mdv - (load8(px + i) - mv) * mxv), q + i)
+                    i &+= 8
+                }
+                while i < hw { q[i] = k * (pd[i] - md - (px[i] - m) * mx); i &+= 1 }
             }
         }
     }
@@ -81,8 +122,11 @@ public enum BatchNormKernels {
         for n in 0..<s.n {
             for c in 0..<s.c {
                 let k = scale[c]
+                let kv = F8(repeating: k)
                 let pd = dy + (n * s.c + c) * hw, q = dx + (n * s.c + c) * hw
-                for i in 0..<hw { q[i] = pd[i] * k }
+                var i = 0
+                while i &+ 8 <= hw { store8(load8(pd + i) * kv, q + i); i &+= 8 }
+                while i < hw { q[i] = pd[i] * k; i &+= 1 }
             }
         }
     }

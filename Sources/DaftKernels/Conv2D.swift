@@ -31,21 +31,52 @@ public struct ConvGeometry: Equatable {
 public final class ConvWorkspace {
     /// Upper bound on the im2col matrix, in floats; the batch is processed in sample chunks below it.
     public var maxColumnFloats: Int
+    /// Preferred size of the im2col matrix of one chunk, in floats: small enough that the matrix stays in
+    /// the core's L2 cache between im2col, OpenBLAS's packing and the kernel (the chunk is at least one sample).
+    public var cacheColumnFloats: Int
     let col = FloatBuffer()
     let gemmOut = FloatBuffer()
+    let dxOut = FloatBuffer()
+    let flipped = FloatBuffer()
 
-    public init(maxColumnFloats: Int = 8 << 20) { self.maxColumnFloats = maxColumnFloats }
+    public init(maxColumnFloats: Int = 8 << 20, cacheColumnFloats: Int = 192 << 10) {
+        self.maxColumnFloats = maxColumnFloats
+        self.cacheColumnFloats = cacheColumnFloats
+    }
+
+    func samplesPerChunk(patch: Int, outSpatial: Int, batch: Int) -> Int {
+        let perSample = max(1, patch * outSpatial)
+        return max(1, min(batch, min(maxColumnFloats, cacheColumnFloats) / perSample))
+    }
 
     func samplesPerChunk(_ g: ConvGeometry, outSpatial: Int, batch: Int) -> Int {
-        let perSample = max(1, g.patchSize * outSpatial)
-        return max(1, min(batch, maxColumnFloats / perSample))
+        samplesPerChunk(patch: g.patchSize, outSpatial: outSpatial, batch: batch)
+    }
+}
+
+extension ConvGeometry {
+    /// A 1×1, stride-1, unpadded convolution: its im2col matrix of one sample is the sample itself.
+    var isPointwise: Bool { kh == 1 && kw == 1 && strideH == 1 && strideW == 1 && padH == 0 && padW == 0 }
+
+    /// Stride 1, odd kernel, padding (k−1)/2: the output has the input's size and the input gradient is the
+    /// same kind of convolution of dy with the spatially flipped, transposed kernel.
+    var isSameStride1: Bool {
+        strideH == 1 && strideW == 1 && kh % 2 == 1 && kw % 2 == 1 && padH == kh / 2 && padW == kw / 2
+    }
+
+    /// The geometry of that input-gradient convolution (cout input channels, cin output channels).
+    var transposedSame: ConvGeometry {
+        ConvGeometry(cin: cout, cout: cin, kh: kh, kw: kw, strideH: 1, strideW: 1, padH: padH, padW: padW)
     }
 }
 
 /// Convolution kernels: im2col over a chunk of samples, one OpenBLAS `sgemm` per chunk.
 ///
 /// The im2col matrix has one row per (ci, ki, kj) and one column per output pixel of every sample in the
-/// chunk, so a whole chunk is one large GEMM `W[cout×K] · col[K×(n·Ho·Wo)]`.
+/// chunk, so a whole chunk is one GEMM `W[cout×K] · col[K×(n·Ho·Wo)]`. Chunks are sized to stay in L2
+/// (`ConvWorkspace.cacheColumnFloats`); a one-sample chunk writes and reads NCHW directly, larger chunks go
+/// through a channel-major buffer. For stride-1 "same" convolutions the input gradient is computed as the
+/// convolution of dy with the flipped, transposed kernel (im2col of dy + GEMM) instead of GEMM + col2im.
 public enum Conv2D {
     /// Lays the patches of samples `n0 ..< n0+nc` of `x` out as columns of `col` (row stride `nc·Ho·Wo`).
     public static func im2col(_ x: UnsafePointer<Float>, _ xs: Shape4, _ g: ConvGeometry, n0: Int, nc: Int,
@@ -53,6 +84,10 @@ public enum Conv2D {
         let ys = g.outputShape(xs)
         let ho = ys.h, wo = ys.w, hw = xs.h * xs.w
         let ld = nc * ho * wo
+        if g.strideH == 1 && g.strideW == 1 && ho == xs.h && wo == xs.w {
+            im2colSame(x, xs, g, n0: n0, nc: nc, col)
+            return
+        }
         for ci in 0..<g.cin {
             for ki in 0..<g.kh {
                 for kj in 0..<g.kw {
@@ -65,19 +100,55 @@ public enum Conv2D {
                             let dst = row + (s * ho + oh) * wo
                             let ih = oh * g.strideH - g.padH + ki
                             if ih < 0 || ih >= xs.h {
-                                dst.update(repeating: 0, count: wo)
+                                Vec.zero(dst, wo)
                                 continue
                             }
                             let srow = src + ih * xs.w
                             if g.strideW == 1 {
-                                if lo > 0 { dst.update(repeating: 0, count: lo) }
-                                if hi > lo { dst.advanced(by: lo).update(from: srow + (lo - g.padW + kj), count: hi - lo) }
-                                if hi < wo { dst.advanced(by: hi).update(repeating: 0, count: wo - hi) }
+                                for i in 0..<lo { dst[i] = 0 }
+                                Vec.copy(srow + (lo - g.padW + kj), dst + lo, hi - lo)
+                                for i in hi..<wo { dst[i] = 0 }
                             } else {
                                 var iw = -g.padW + kj
                                 for ow in 0..<wo {
                                     dst[ow] = (iw >= 0 && iw < xs.w) ? srow[iw] : 0
                                     iw += g.strideW
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// im2col of a stride-1 convolution whose output has the input's size: every (ci, ki, kj) row of a
+    /// sample is the input plane shifted by a constant offset, so it is one long copy plus zeroed borders.
+    static func im2colSame(_ x: UnsafePointer<Float>, _ xs: Shape4, _ g: ConvGeometry, n0: Int, nc: Int,
+                           _ col: UnsafeMutablePointer<Float>) {
+        let H = xs.h, W = xs.w, hw = H * W
+        let ld = nc * hw
+        for ci in 0..<g.cin {
+            for ki in 0..<g.kh {
+                let dh = ki - g.padH
+                let ohLo = max(0, min(H, -dh)), ohHi = max(ohLo, min(H, H - dh))
+                for kj in 0..<g.kw {
+                    let dw = kj - g.padW
+                    let left = min(W, max(0, -dw)), right = min(W, max(0, dw))
+                    let row = col + ((ci * g.kh + ki) * g.kw + kj) * ld
+                    for s in 0..<nc {
+                        let src = x + ((n0 + s) * g.cin + ci) * hw
+                        let dst = row + s * hw
+                        Vec.zero(dst, ohLo * W)
+                        Vec.zero(dst + ohHi * W, (H - ohHi) * W)
+                        if ohHi > ohLo {
+                            let q0 = ohLo * W + left, q1 = ohHi * W - right
+                            if q1 > q0 { Vec.copy(src + (q0 + dh * W + dw), dst + q0, q1 - q0) }
+                            if left > 0 || right > 0 {
+                                for oh in ohLo..<ohHi {
+                                    let r = dst + oh * W
+                                    for i in 0..<left { r[i] = 0 }
+                                    for i in (W - right)..<W { r[i] = 0 }
                                 }
                             }
                         }
@@ -107,8 +178,7 @@ public enum Conv2D {
                             let src = row + (s * ho + oh) * wo
                             let drow = dst + ih * xs.w
                             if g.strideW == 1 {
-                                let off = -g.padW + kj
-                                for ow in lo..<hi { drow[ow + off] += src[ow] }
+                                Vec.addInPlace(src + lo, drow + (lo - g.padW + kj), hi - lo)
                             } else {
                                 var iw = -g.padW + kj
                                 for ow in 0..<wo {
@@ -119,6 +189,18 @@ public enum Conv2D {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The weight of the input-gradient convolution of a stride-1 "same" convolution:
+    /// `wt[ci, co, ki, kj] = w[co, ci, kh−1−ki, kw−1−kj]` (a `cin × cout·kh·kw` matrix).
+    public static func flipTransposed(_ w: UnsafePointer<Float>, _ g: ConvGeometry, _ wt: UnsafeMutablePointer<Float>) {
+        let taps = g.kh * g.kw
+        for co in 0..<g.cout {
+            for ci in 0..<g.cin {
+                let src = w + (co * g.cin + ci) * taps, dst = wt + (ci * g.cout + co) * taps
+                for t in 0..<taps { dst[t] = src[taps - 1 - t] }
             }
         }
     }
@@ -135,18 +217,32 @@ public enum Conv2D {
         while n0 < xs.n {
             let nc = min(chunk, xs.n - n0)
             let ld = nc * osp
-            let col = ws.col.reserve(K * ld)
-            let out = ws.gemmOut.reserve(g.cout * ld)
-            im2col(x, xs, g, n0: n0, nc: nc, col)
-            sgemm(transA: false, transB: false, m: g.cout, n: ld, k: K, alpha: 1, a: weight, lda: K,
-                  b: col, ldb: ld, beta: 0, c: out, ldc: ld)
-            // channel-major GEMM output -> NCHW
-            for co in 0..<g.cout {
-                let b = bias?[co] ?? 0
+            let b: UnsafePointer<Float>
+            if nc == 1 && g.isPointwise {
+                b = x + n0 * g.cin * osp
+            } else {
+                let col = ws.col.reserve(K * ld)
+                im2col(x, xs, g, n0: n0, nc: nc, col)
+                b = UnsafePointer(col)
+            }
+            if nc == 1 {
+                let dst = y + n0 * g.cout * osp
+                sgemm(transA: false, transB: false, m: g.cout, n: osp, k: K, alpha: 1, a: weight, lda: K,
+                      b: b, ldb: osp, beta: 0, c: dst, ldc: osp)
+                if let bias {
+                    for co in 0..<g.cout { let p = dst + co * osp; Vec.copyAddingScalar(p, bias[co], p, osp) }
+                }
+            } else {
+                let out = ws.gemmOut.reserve(g.cout * ld)
+                sgemm(transA: false, transB: false, m: g.cout, n: ld, k: K, alpha: 1, a: weight, lda: K,
+                      b: b, ldb: ld, beta: 0, c: out, ldc: ld)
+                // channel-major GEMM output -> NCHW
                 for s in 0..<nc {
-                    let src = out + co * ld + s * osp
-                    let dst = y + ((n0 + s) * g.cout + co) * osp
-                    if b == 0 { dst.update(from: src, count: osp) } else { for i in 0..<osp { dst[i] = src[i] + b } }
+                    for co in 0..<g.cout {
+                        let src = out + co * ld + s * osp
+                        let dst = y + ((n0 + s) * g.cout + co) * osp
+                        if let bias { Vec.copyAddingScalar(src, bias[co], dst, osp) } else { Vec.copy(src, dst, osp) }
+                    }
                 }
             }
             n0 += nc
@@ -159,36 +255,72 @@ public enum Conv2D {
                                 dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
                                 workspace ws: ConvWorkspace) {
         let ys = g.outputShape(xs)
-        let osp = ys.spatial, K = g.patchSize
-        let chunk = ws.samplesPerChunk(g, outSpatial: osp, batch: xs.n)
+        let osp = ys.spatial, K = g.patchSize, hw = xs.spatial
+        let viaTransposed = dx != nil && g.isSameStride1
+        let tg = g.transposedSame
+        let Kt = viaTransposed ? tg.patchSize : 0
+        if viaTransposed { flipTransposed(weight, g, ws.flipped.reserve(g.weightCount)) }
+        let chunk = ws.samplesPerChunk(patch: max(K, Kt), outSpatial: osp, batch: xs.n)
         var n0 = 0
         while n0 < xs.n {
             let nc = min(chunk, xs.n - n0)
             let ld = nc * osp
-            let col = ws.col.reserve(K * ld)
-            let dyc = ws.gemmOut.reserve(g.cout * ld)
-            for co in 0..<g.cout {
+            // dy of the chunk as a channel-major cout × ld matrix
+            let dyc: UnsafePointer<Float>
+            if nc == 1 {
+                dyc = dy + n0 * g.cout * osp
+            } else {
+                let buf = ws.gemmOut.reserve(g.cout * ld)
                 for s in 0..<nc {
-                    (dyc + co * ld + s * osp).update(from: dy + ((n0 + s) * g.cout + co) * osp, count: osp)
+                    for co in 0..<g.cout {
+                        Vec.copy(dy + ((n0 + s) * g.cout + co) * osp, buf + co * ld + s * osp, osp)
+                    }
                 }
+                dyc = UnsafePointer(buf)
             }
             if let dBias {
-                for co in 0..<g.cout {
-                    var acc: Float = 0
-                    let r = dyc + co * ld
-                    for i in 0..<ld { acc += r[i] }
-                    dBias[co] += acc
-                }
+                for co in 0..<g.cout { dBias[co] += Vec.sum(dyc + co * ld, ld) }
             }
             if let dWeight {
-                im2col(x, xs, g, n0: n0, nc: nc, col)
+                let b: UnsafePointer<Float>
+                if nc == 1 && g.isPointwise {
+                    b = x + n0 * g.cin * hw
+                } else {
+                    let col = ws.col.reserve(K * ld)
+                    im2col(x, xs, g, n0: n0, nc: nc, col)
+                    b = UnsafePointer(col)
+                }
                 sgemm(transA: false, transB: true, m: g.cout, n: K, k: ld, alpha: 1, a: dyc, lda: ld,
-                      b: col, ldb: ld, beta: 1, c: dWeight, ldc: K)
+                      b: b, ldb: ld, beta: 1, c: dWeight, ldc: K)
             }
             if let dx {
-                sgemm(transA: true, transB: false, m: K, n: ld, k: g.cout, alpha: 1, a: weight, lda: K,
-                      b: dyc, ldb: ld, beta: 0, c: col, ldc: ld)
-                col2imAdd(col, xs, g, n0: n0, nc: nc, dx)
+                if viaTransposed {
+                    // dx = conv(dy, flipped Wᵀ): im2col of dy (shape ys) with the transposed geometry
+                    let col = ws.col.reserve(Kt * ld)
+                    im2col(dy, ys, tg, n0: n0, nc: nc, col)
+                    let wt = UnsafePointer(ws.flipped.pointer)
+                    if nc == 1 {
+                        sgemm(transA: false, transB: false, m: g.cin, n: hw, k: Kt, alpha: 1, a: wt, lda: Kt,
+                              b: col, ldb: hw, beta: 1, c: dx + n0 * g.cin * hw, ldc: hw)
+                    } else {
+                        let out = ws.dxOut.reserve(g.cin * ld)
+                        sgemm(transA: false, transB: false, m: g.cin, n: ld, k: Kt, alpha: 1, a: wt, lda: Kt,
+                              b: col, ldb: ld, beta: 0, c: out, ldc: ld)
+                        for s in 0..<nc {
+                            for ci in 0..<g.cin {
+                                Vec.addInPlace(out + ci * ld + s * hw, dx + ((n0 + s) * g.cin + ci) * hw, hw)
+                            }
+                        }
+                    }
+                } else if nc == 1 && g.isPointwise {
+                    sgemm(transA: true, transB: false, m: g.cin, n: hw, k: g.cout, alpha: 1, a: weight, lda: K,
+                          b: dyc, ldb: ld, beta: 1, c: dx + n0 * g.cin * hw, ldc: hw)
+                } else {
+                    let col = ws.col.reserve(K * ld)
+                    sgemm(transA: true, transB: false, m: K, n: ld, k: g.cout, alpha: 1, a: weight, lda: K,
+                          b: dyc, ldb: ld, beta: 0, c: col, ldc: ld)
+                    col2imAdd(col, xs, g, n0: n0, nc: nc, dx)
+                }
             }
             n0 += nc
         }

@@ -4,34 +4,35 @@ import Foundation
 public enum Elementwise {
     /// y = max(x, 0).
     public static func relu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { y[i] = max(x[i], 0) }
+        var i = 0
+        while i &+ 8 <= count { store8(relu8(load8(x + i)), y + i); i &+= 8 }
+        while i < count { let v = x[i]; y[i] = v < 0 ? 0 : v; i &+= 1 }
     }
 
     /// y = max(a + b, 0): the residual join of a ResNet block.
     public static func addRelu(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { y[i] = max(a[i] + b[i], 0) }
+        var i = 0
+        while i &+ 8 <= count { store8(relu8(load8(a + i) + load8(b + i)), y + i); i &+= 8 }
+        while i < count { let v = a[i] + b[i]; y[i] = v < 0 ? 0 : v; i &+= 1 }
     }
 
     /// y = a + b.
     public static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { y[i] = a[i] + b[i] }
+        var i = 0
+        while i &+ 8 <= count { store8(load8(a + i) + load8(b + i), y + i); i &+= 8 }
+        while i < count { y[i] = a[i] + b[i]; i &+= 1 }
     }
 
     /// y += x.
     public static func accumulate(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { y[i] += x[i] }
+        Vec.addInPlace(x, y, count)
     }
 
     /// Global average pool: [N,C,H,W] -> [N,C].
     public static func globalAvgPool(_ x: UnsafePointer<Float>, _ s: Shape4, _ y: UnsafeMutablePointer<Float>) {
         let hw = s.spatial
         let inv = 1 / Float(hw)
-        for nc in 0..<(s.n * s.c) {
-            let p = x + nc * hw
-            var acc: Float = 0
-            for i in 0..<hw { acc += p[i] }
-            y[nc] = acc * inv
-        }
+        for nc in 0..<(s.n * s.c) { y[nc] = Vec.sum(x + nc * hw, hw) * inv }
     }
 
     /// Backward of the global average pool: dx = dy / (H·W), broadcast (written, not added).

@@ -34,6 +34,10 @@ public final class BatchNorm2d {
     var meanDy: [Float], meanDyXhat: [Float]
     var globalCount: Double = 0
     var lastMode: BatchNormMode = .eval
+    /// When set, every forward adds this rank's per-channel Σx, Σx² and count of the layer's input into
+    /// `recordedMoments` (2C+1 values), without changing what the layer computes (used by BN conversion).
+    public var recordInputMoments = false
+    public var recordedMoments: [Double]
 
     public init(name: String, channels: Int, store: ParameterStore) {
         self.name = name
@@ -50,6 +54,7 @@ public final class BatchNorm2d {
         meanDy = mean; meanDyXhat = mean
         moments = Array(repeating: 0, count: 2 * channels + 1)
         backSums = Array(repeating: 0, count: 2 * channels)
+        recordedMoments = Array(repeating: 0, count: 2 * channels + 1)
     }
 
     /// Default initialisation: γ = 1, β = 0, running mean 0, running var 1, counter 0.
@@ -69,6 +74,12 @@ public final class BatchNorm2d {
                         relu: Bool, sync: Communicator?) throws {
         lastMode = mode
         let C = channels
+        if recordInputMoments {
+            recordedMoments.withUnsafeMutableBufferPointer { m in
+                BatchNormKernels.accumulateMoments(x, s, sum: m.baseAddress!, sumSquares: m.baseAddress! + C)
+                m[2 * C] += Double(s.n * s.spatial)
+            }
+        }
         switch mode {
         case .train:
             for i in 0..<moments.count { moments[i] = 0 }

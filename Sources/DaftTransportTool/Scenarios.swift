@@ -250,11 +250,14 @@ enum Scenarios {
         if comm.rank == 0 { print("digest \(String(digest, radix: 16)) size \(comm.size)") }
     }
 
-    /// Rank 1 sleeps far past the stall timeout before an all-reduce: the watchdog must abort the job.
+    /// The rank that sleeps in the stall scenarios (`DAFT_TEST_STALL_RANK`, default 1).
+    static var stallRank: Int { Int(ProcessInfo.processInfo.environment["DAFT_TEST_STALL_RANK"] ?? "") ?? 1 }
+
+    /// One rank sleeps far past the stall timeout before an all-reduce: the watchdog must abort the job.
     static func stall(_ comm: Communicator) {
         var x = [Float](repeating: 1, count: 16)
         comm.allReduceSum(&x)
-        if comm.rank == 1 { sleep(120) }
+        if comm.rank == stallRank { sleep(120) }
         comm.allReduceSum(&x)
         fail(comm, "the stalled all-reduce completed; the watchdog did not fire")
     }
@@ -266,7 +269,7 @@ enum Scenarios {
         let bucketer = GradientBucketer(communicator: comm, arena: arena, parameterRanges: [0..<2048, 2048..<4096], bucketBytes: 4096)
         bucketer.gradientReady(1)
         bucketer.finish()
-        if comm.rank == 1 { sleep(120) }
+        if comm.rank == stallRank { sleep(120) }
         bucketer.gradientReady(1)
         bucketer.finish()
         fail(comm, "the stalled bucketer finished; the watchdog did not fire")

@@ -58,6 +58,14 @@ final class MPIScenarioTests: XCTestCase {
         }
     }
 
+    func testWatchdogWhenRankZeroStalls() throws {
+        let run = try Harness.mpirun("stall", ranks: 3, environment: ["DAFT_STALL_TIMEOUT": "2", "DAFT_TEST_STALL_RANK": "0"], timeout: 90)
+        XCTAssertFalse(run.timedOut, "hung")
+        XCTAssertNotEqual(run.status, 0)
+        XCTAssertTrue(run.stderr.contains("did not arrive: rank 0;"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("waiting here: 1,2"), run.stderr)
+    }
+
     // MARK: single process vs mpirun -np 1
 
     func testSingleProcessMatchesMpirunNp1() throws {
@@ -140,18 +148,21 @@ enum Harness {
     }
 
     /// The built `daft-transport`, next to the test bundle.
-    static func transportBinary() throws -> URL {
+    static func transportBinary() throws -> URL { try binary("daft-transport") }
+
+    /// A product built with the tests (`daft`, `daft-transport`), next to the test bundle.
+    static func binary(_ name: String) throws -> URL {
         var dirs: [URL] = [Bundle.main.bundleURL, Bundle(for: BundleAnchor.self).bundleURL.deletingLastPathComponent()]
         if let exe = Bundle.main.executableURL { dirs.append(exe.deletingLastPathComponent()) }
         dirs.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
         for d in dirs {
             for candidate in [d, d.deletingLastPathComponent()] {
-                let url = candidate.appendingPathComponent("daft-transport")
+                let url = candidate.appendingPathComponent(name)
                 if FileManager.default.isExecutableFile(atPath: url.path) { return url }
             }
         }
-        XCTFail("daft-transport not found next to the test bundle (searched \(dirs.map(\.path))); build the whole package first")
-        throw XCTSkip("daft-transport missing")
+        XCTFail("\(name) not found next to the test bundle (searched \(dirs.map(\.path))); build the whole package first")
+        throw XCTSkip("\(name) missing")
     }
 
     static func mpirun(_ scenario: String, ranks: Int, environment: [String: String] = [:], timeout: Double) throws -> Result {
@@ -178,8 +189,8 @@ enum Harness {
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: tmp) }
         let out = tmp.appendingPathComponent("out"), err = tmp.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
         let outHandle = try FileHandle(forWritingTo: out), errHandle = try FileHandle(forWritingTo: err)
         process.standardOutput = outHandle
         process.standardError = errHandle

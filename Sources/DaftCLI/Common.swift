@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import DaftKernels
+import DaftModels
+import DaftData
+import DaftDistributed
+import DaftEngine
+
+/// A one-line error for users (printed as `daft: error: …`, exit status 1).
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
+
+/// Process-wide setup shared by every command: BLAS threads and the communicator.
+enum Runtime {
+    static func communicator(threads: Int?) -> Communicator {
+        if let threads { BLASThreads.set(threads) } else if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { BLASThreads.set(1) }
+        return Communicators.fromEnvironment()
+    }
+
+    /// Loads a named data set (`fashion-mnist:SPLIT[@DOMAIN]`, `npy:X,Y`), optionally only its first `limit` samples.
+    static func dataset(_ spec: String, limit: Int?) throws -> ImageDataset {
+        let d = try DataCatalog.load(try DataSpec.parse(spec))
+        guard let limit, limit < d.count else { return d }
+        return d.subset(0..<max(limit, 0), name: d.name)
+    }
+}
+
+/// Flags every training command shares (cli.md).
+struct TrainingFlags: ParsableArguments {
+    @Option(help: "Training set: fashion-mnist:SPLIT[@DOMAIN] or npy:X.npy,Y.npy") var data: String = "fashion-mnist:target-train@id"
+    @Option(name: .customLong("val-data"), help: "ID validation set (model selection, probe regularisation)") var valData: String?
+    @Option(name: .customLong("test-data"), help: "ID test set reported at the end") var testData: String?
+    @Option(help: "OOD test set NAME=DATA (repeatable)") var ood: [String] = []
+    @Option(help: "Use only the first N training samples") var limit: Int?
+    @Option(name: .customLong("eval-limit"), help: "Use only the first N samples of val/test/OOD sets") var evalLimit: Int?
+    @Option var epochs: Int = 5
+    @Option(name: .customLong("max-steps"), help: "Stop after this many optimizer steps") var maxSteps: Int?
+    @Option(name: .customLong("batch-size"), help: "Global batch size, split over ranks") var batchSize: Int = 128
+    @Option(help: "Learning rate of every parameter group") var lr: Double?
+    @Option(name: .customLong("lr-head")) var lrHead: Double?
+    @Option(name: .customLong("lr-backbone")) var lrBackbone: Double?
+    @Option var momentum: Double = 0.9
+    @Option(name: .customLong("weight-decay")) var weightDecay: Double = 0
+    @Option var seed: UInt64 = 0
+    @Option(help: "Output directory (checkpoints under DIR/checkpoints, DIR/final.safetensors)") var out: String = "runs/daft"
+    @Option(name: .customLong("checkpoint-every"), help: "Checkpoint every N steps (and at each phase change and epoch end)") var checkpointEvery: Int = 200
+    @Option(help: "Keep the last K checkpoints (plus the best)") var keep: Int = 3
+    @Option(help: "auto (newest valid checkpoint in --out) or a checkpoint directory") var resume: String?
+    @Option(help: "Short last batch: drop, short (keep it; ranks may get unequal counts), pad") var tail: String = "drop"
+    @Flag(name: .customLong("no-augment"), help: "Disable the training augmentation") var noAugment = false
+    @Option(name: .customLong("bucket-mb"), help: "Gradient all-reduce bucket size (MB)") var bucketMB: Double = 25
+    @Option(name: .customLong("consistency-every"), help: "Compare parameter checksums across ranks every N steps (0: off)") var consistencyEvery: Int = 50
+    @Option(name: .customLong("early-stop"), help: "Stop after N epochs without ID val improvement (0: never)") var earlyStop: Int = 0
+    @Option(help: "OpenBLAS threads per rank (default 1, or OPENBLAS_NUM_THREADS)") var threads: Int?
+    @Option(help: "Config file (TOML or YAML) setting any flag; command-line flags win") var config: String?
+
+    func options(method: Method) throws -> TrainingOptions {
+        var o = TrainingOptions()
+        o.method = method
+        o.epochs = epochs
+        o.maxSteps = maxSteps
+        guard batchSize > 0 else { throw CLIError("--batch-size must be positive") }
+        o.batchSize = batchSize
+        o.momentum = momentum
+        o.weightDecay = weightDecay
+        o.seed = seed
+        guard let t = GlobalBatchPlan.TailPolicy(rawValue: tail) else { throw CLIError("--tail must be drop, short or pad, got '\(tail)'") }
+        o.tail = t
+        o.augment = !noAugment
+        o.bucketMegabytes = bucketMB
+        o.consistencyEvery = consistencyEvery
+        o.earlyStopPatience = earlyStop
+        // learning rates: --lr sets both groups; --lr-head / --lr-backbone override (methods with one rate use --lr)
+        if method.twoLearningRates {
+            o.lrHead = lrHead ?? lr ?? 1.0
+            o.lrBackbone = lrBackbone ?? lr ?? 1e-3
+        } else {
+            let one = lr ?? lrBackbone ?? lrHead ?? 0.01
+            o.lrHead = lrHead ?? one
+            o.lrBackbone = lrBackbone ?? one
+        }
+        return o
+    }
+
+    func evalSets() throws -> (val: ImageDataset?, test: ImageDataset?, ood: [(String, ImageDataset)]) {
+        let val = try valData.map { try Runtime.dataset($0, limit: evalLimit) }
+        let test = try testData.map { try Runtime.dataset($0, limit: evalLimit) }
+        var oods: [(String, ImageDataset)] = []
+        for o in ood {
+            guard let eq = o.firstIndex(of: "="), eq != o.startIndex else { throw CLIError("--ood wants NAME=DATA, got '\(o)'") }
+            oods.append((String(o[..<eq]), try Runtime.dataset(String(o[o.index(after: eq)...]), limit: evalLimit)))
+        }
+        return (val, test, oods)
+    }
+}

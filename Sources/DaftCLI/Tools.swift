@@ -1,0 +1,185 @@
+import ArgumentParser
+import Foundation
+import DaftKernels
+import DaftModels
+import DaftData
+import DaftInterop
+import DaftEngine
+import DaftCoordinator
+
+/// Prints one JSON object on the last line of stdout (for scripts).
+func printJSON(_ object: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+/// Loads weights from a safetensors file or a checkpoint directory (its weights.safetensors, checksum-verified).
+func loadModel(_ path: String) throws -> (ResNet, SafeTensorsFile) {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError("\(path): no such file or directory") }
+    let file: SafeTensorsFile
+    let source: String
+    if isDir.boolValue {
+        let store = CheckpointStore(root: URL(fileURLWithPath: path).deletingLastPathComponent(), keep: 1)
+        let info = try store.validate(URL(fileURLWithPath: path))
+        source = path + "/weights.safetensors"
+        file = try SafeTensorsFile.decode(try info.read("weights.safetensors"), source: source)
+    } else {
+        source = path
+        file = try SafeTensorsFile.read(URL(fileURLWithPath: path))
+    }
+    let model = ResNet(try ResNetConfig.from(metadata: file.metadata, source: source))
+    try StateDict.load(file, into: model, source: source)
+    return (model, file)
+}
+
+func normalization(from file: SafeTensorsFile, channels: Int) -> Normalization {
+    if let m = file.metadata["mean"], let s = file.metadata["std"] {
+        let mean = m.split(separator: ",").compactMap { Float($0) }, std = s.split(separator: ",").compactMap { Float($0) }
+        if mean.count == channels && std.count == channels { return Normalization(mean: mean, std: std) }
+    }
+    return Normalization.fashionMNIST.matching(channels: channels)
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Accuracy and loss of weights on a data set, each sample counted once on any number of ranks.")
+    @Option(help: "Weights: safetensors file or checkpoint directory") var weights: String
+    @Option(help: "Data set") var data: String = "fashion-mnist:test@id"
+    @Option var limit: Int?
+    @Option(name: .customLong("batch-size")) var batchSize: Int = 256
+    @Option var threads: Int?
+    @Flag var json = false
+    @Option(help: "Config file (TOML or YAML)") var config: String?
+
+    func run() throws {
+        let comm = Runtime.communicator(threads: threads)
+        let (model, file) = try loadModel(weights)
+        let d = try Runtime.dataset(data, limit: limit)
+        let r = try Evaluation.evaluate(model: model, dataset: d, normalization: normalization(from: file, channels: d.channels),
+                                        batchSize: batchSize, communicator: comm)
+        guard comm.rank == 0 else { return }
+        print(String(format: "%@ on %@: accuracy %.4f  loss %.4f  (%d samples, %d rank(s))", weights, data, r.accuracy, r.loss, r.count, comm.size))
+        if json { try printJSON(["accuracy": r.accuracy, "loss": r.loss, "count": r.count]) }
+    }
+}
+
+struct ConvertBN: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "convert-bn",
+        abstract: "DAFT BN conversion alone: pretrained weights + target data in, converted weights out (same function, target statistics).")
+    @Option(name: .customLong("init"), help: "Pretrained weights") var initWeights: String
+    @Option var data: String = "fashion-mnist:target-train@id"
+    @Option var limit: Int?
+    @Option(name: .customLong("batch-size"), help: "Global batch size B of the statistics") var batchSize: Int = 128
+    @Option var seed: UInt64 = 0
+    @Flag(name: .customLong("no-augment")) var noAugment = false
+    @Option(help: "Output safetensors") var out: String
+    @Option var threads: Int?
+    @Option(help: "Config file (TOML or YAML)") var config: String?
+
+    func run() throws {
+        let comm = Runtime.communicator(threads: threads)
+        let (model, file) = try loadModel(initWeights)
+        let d = try Runtime.dataset(data, limit: limit)
+        let norm = normalization(from: file, channels: d.channels)
+        let plan = GlobalBatchPlan(count: d.count, globalBatch: batchSize, worldSize: comm.size, seed: seed, shuffle: false, tail: .drop)
+        model.context.sync = comm
+        let stats = try BNConversion.measure(model: model, dataset: d, plan: plan, normalization: norm,
+                                             augmentation: noAugment ? nil : .standard, seed: seed, communicator: comm)
+        BNConversion.apply(stats, to: model)
+        if comm.rank == 0 {
+            var meta = file.metadata
+            meta["daft_converted_on"] = data
+            meta["daft_conversion_batch"] = String(batchSize)
+            try StateDict.file(model, extraMetadata: meta).write(to: URL(fileURLWithPath: out))
+            print("convert-bn: \(model.batchNorms.count) BN layers rewritten from \(stats.batches) global batches of \(batchSize) on \(data) -> \(out)")
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What a safetensors file or checkpoint directory holds.")
+    @Argument(help: "safetensors file or checkpoint directory") var path: String
+    @Flag var json = false
+
+    func run() throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError("\(path): no such file or directory") }
+        if isDir.boolValue {
+            print(try CheckpointStore.describe(URL(fileURLWithPath: path)))
+            if json {
+                let store = CheckpointStore(root: URL(fileURLWithPath: path).deletingLastPathComponent(), keep: 1)
+                let info = try store.validate(URL(fileURLWithPath: path))
+                var files: [String: Any] = [:]
+                for (k, v) in info.files { files[k] = ["size": v.size, "sha256": v.sha256] }
+                try printJSON(["kind": "checkpoint", "step": info.step, "info": info.info, "files": files, "is_best": info.isBest])
+            }
+            return
+        }
+        let f = try SafeTensorsFile.read(URL(fileURLWithPath: path))
+        var total = 0
+        for name in f.tensors.keys.sorted() {
+            let t = f.tensors[name]!
+            total += t.elementCount
+            if !json { print("\(name)  \(t.dtype.rawValue)  \(t.shape)") }
+        }
+        print("\(f.tensors.count) tensors, \(total) values")
+        for k in f.metadata.keys.sorted() { print("metadata \(k) = \(f.metadata[k]!)") }
+        if json {
+            var tensors: [String: Any] = [:]
+            for (k, t) in f.tensors { tensors[k] = ["dtype": t.dtype.rawValue, "shape": t.shape] }
+            try printJSON(["kind": "safetensors", "tensors": tensors, "metadata": f.metadata, "values": total])
+        }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Training-step throughput (forward, backward, SGD) for a model, input size and batch.")
+    @Option(help: "Architecture") var arch = "resnet20"
+    @Option(help: "Per-stage widths override") var widths: String?
+    @Option(help: "Input CxHxW") var input = "1x28x28"
+    @Option(help: "Batch size") var batch = 128
+    @Option(help: "OpenBLAS threads") var threads = 1
+    @Option(help: "Timed steps (after 3 warm-up steps)") var steps = 20
+    @Option(name: .customLong("num-classes")) var numClasses = 10
+    @Flag var json = false
+
+    func run() throws {
+        BLASThreads.set(threads)
+        let d = input.split(separator: "x").compactMap { Int($0) }
+        guard d.count == 3, d.allSatisfy({ $0 > 0 }) else { throw CLIError("--input wants CxHxW, e.g. 1x28x28, got '\(input)'") }
+        let w = widths.map { $0.split(separator: ",").compactMap { Int($0) } }
+        let cfg = try ResNetConfig.named(arch, inChannels: d[0], numClasses: numClasses, widths: w)
+        let r = try StepBenchmark(config: cfg, channels: d[0], height: d[1], width: d[2], batch: batch, steps: steps).run()
+        print(String(format: "%@ %@ batch %d threads %d: %.1f img/s, %.1f ms/step (forward+loss %.1f, backward+sgd %.1f), %.1f GFLOP/s = %.0f%% of measured sgemm peak %.1f GFLOP/s",
+                     r.arch, r.input, r.batch, r.threads, r.imagesPerSecond, r.stepMilliseconds, r.forwardMilliseconds, r.backwardMilliseconds,
+                     r.gflops, r.percentOfPeak, r.sgemmPeakGflops))
+        if json {
+            try printJSON(["images_per_s": r.imagesPerSecond, "gflops": r.gflops, "step_ms": r.stepMilliseconds, "sgemm_peak_gflops": r.sgemmPeakGflops,
+                           "percent_of_peak": r.percentOfPeak, "arch": r.arch, "batch": r.batch, "threads": r.threads])
+        }
+    }
+}
+
+struct DataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "data", abstract: "Named domains and splits.",
+                                                    subcommands: [DataList.self, DataExport.self])
+}
+
+struct DataList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "The named domains and splits.")
+    func run() throws { for line in DataCatalog.listing { print(line) } }
+}
+
+struct DataExport: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Write a named domain/split as x.npy (uint8 N×C×H×W) and y.npy (int64).")
+    @Option var data: String
+    @Option(help: "Output directory") var out: String
+    @Option var limit: Int?
+    func run() throws {
+        let d = try Runtime.dataset(data, limit: limit)
+        let dir = URL(fileURLWithPath: out)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try d.exportNPY(x: dir.appendingPathComponent("x.npy"), y: dir.appendingPathComponent("y.npy"))
+        print("wrote \(d.count) samples of \(data) to \(dir.path)/x.npy, y.npy")
+    }
+}

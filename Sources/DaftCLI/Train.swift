@@ -1,0 +1,83 @@
+import ArgumentParser
+import Foundation
+import DaftModels
+import DaftData
+import DaftEngine
+import DaftCoordinator
+
+struct Finetune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fine-tune pretrained weights on a target domain (DAFT, FT, LP, LP-FT and ablations).",
+        discussion: "Methods: " + Method.allCases.map { "\($0.rawValue): \($0.summary)" }.joined(separator: "; "))
+    @Option(help: "Method: \(Method.allCases.map(\.rawValue).joined(separator: ", "))") var method: String = "daft"
+    @Option(help: "Pretrained weights (safetensors with arch metadata)") var `init`: String = "pretrained/resnet20-fashion-source.safetensors"
+    @Option(name: .customLong("num-classes"), help: "Classes of the new head (default: from the data)") var numClasses: Int?
+    @Option(name: .customLong("lp-solver"), help: "logistic or ridge") var lpSolver: String = "logistic"
+    @Option(name: .customLong("unfreeze-from"), help: "freeze method: first trained stage (layer1…layerN)") var unfreezeFrom: String = "layer3"
+    @Option(name: .customLong("convert-batches"), help: "Global batches measured for BN conversion (default: one pass)") var convertBatches: Int?
+    @Option(help: "Pretrained prior during fine-tuning: none, l2sp, feature, l2sp+feature") var prior: String = "none"
+    @Option(name: .customLong("prior-alpha"), help: "L2-SP: weight of ‖θ_backbone − θ0‖²/2") var priorAlpha: Double = 0.01
+    @Option(name: .customLong("prior-beta"), help: "L2-SP: weight of ‖θ_head‖²/2") var priorBeta: Double = 0.01
+    @Option(name: .customLong("prior-lambda"), help: "Feature prior: λ") var priorLambda: Double = 0.1
+    @Option(name: .customLong("prior-layers"), help: "Feature prior layers, comma-separated (layer1…layerN, penultimate)") var priorLayers: String = "penultimate"
+    @OptionGroup var flags: TrainingFlags
+
+    func run() throws {
+        let priors = Set(prior.split(separator: "+").map(String.init))
+        guard priors.isSubset(of: ["none", "l2sp", "feature"]) else { throw CLIError("--prior must be none, l2sp, feature or l2sp+feature, got '\(prior)'") }
+        guard let m = Method(rawValue: method) else {
+            throw CLIError("unknown --method '\(method)'; choose one of \(Method.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let solver = ProbeSolver(rawValue: lpSolver) else { throw CLIError("--lp-solver must be logistic or ridge") }
+        let comm = Runtime.communicator(threads: flags.threads)
+        var o = try flags.options(method: m)
+        o.probeSolver = solver
+        o.unfreezeFrom = unfreezeFrom
+        o.conversionBatches = convertBatches
+        if priors.contains("l2sp") { o.l2spAlpha = priorAlpha; o.l2spBeta = priorBeta }
+        if priors.contains("feature") {
+            o.featurePriorLambda = priorLambda
+            o.featurePriorLayers = priorLayers.split(separator: ",").map(String.init)
+        }
+        let train = try Runtime.dataset(flags.data, limit: flags.limit)
+        let sets = try flags.evalSets()
+        let inputs = RunInputs(initWeights: URL(fileURLWithPath: `init`), train: train, validation: sets.val, test: sets.test,
+                               ood: sets.ood, normalization: .fashionMNIST.matching(channels: train.channels), outDirectory: URL(fileURLWithPath: flags.out),
+                               checkpointEvery: flags.checkpointEvery, keep: flags.keep, resume: flags.resume, numClasses: numClasses)
+        _ = try Coordinator(communicator: comm, options: o, inputs: inputs, print: { print($0); fflush(stdout) }).run()
+    }
+}
+
+struct Pretrain: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a model from scratch on a source domain; writes DIR/final.safetensors.")
+    @Option(help: "Architecture: \(ResNetConfig.knownArchitectures.joined(separator: ", "))") var arch: String = "resnet20"
+    @Option(help: "Per-stage widths, comma-separated (overrides the architecture's)") var widths: String?
+    @Option(name: .customLong("in-channels")) var inChannels: Int?
+    @Option(name: .customLong("num-classes")) var numClasses: Int?
+    @OptionGroup var flags: TrainingFlags
+
+    func run() throws {
+        let comm = Runtime.communicator(threads: flags.threads)
+        var o = try flags.options(method: .ft)
+        if flags.lr == nil && flags.lrHead == nil && flags.lrBackbone == nil { o.lrHead = 0.1; o.lrBackbone = 0.1 }
+        let train = try Runtime.dataset(flags.data, limit: flags.limit)
+        let w = try widths.map { s -> [Int] in
+            let v = s.split(separator: ",").compactMap { Int($0) }
+            guard !v.isEmpty else { throw CLIError("--widths wants comma-separated integers, got '\(s)'") }
+            return v
+        }
+        let cfg = try ResNetConfig.named(arch, inChannels: inChannels ?? train.channels, numClasses: numClasses ?? train.numClasses, widths: w)
+        let sets = try flags.evalSets()
+        let inputs = RunInputs(initWeights: nil, initConfig: cfg, train: train, validation: sets.val, test: sets.test, ood: sets.ood,
+                               normalization: .fashionMNIST.matching(channels: train.channels), outDirectory: URL(fileURLWithPath: flags.out),
+                               checkpointEvery: flags.checkpointEvery, keep: flags.keep, resume: flags.resume, numClasses: cfg.numClasses)
+        _ = try Coordinator(communicator: comm, options: o, inputs: inputs, print: { print($0); fflush(stdout) }).run()
+    }
+}
+
+extension Normalization {
+    /// The Fashion-MNIST constants repeated for `channels` channels.
+    func matching(channels: Int) -> Normalization {
+        channels == mean.count ? self : Normalization(mean: Array(repeating: mean[0], count: channels), std: Array(repeating: std[0], count: channels))
+    }
+}

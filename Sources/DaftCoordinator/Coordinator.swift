@@ -1,0 +1,379 @@
+import Foundation
+import DaftKernels
+import DaftModels
+import DaftData
+import DaftDistributed
+import DaftInterop
+import DaftEngine
+
+/// What a fine-tuning run reads and writes besides the training options.
+public struct RunInputs {
+    /// Pretrained weights (`--init`); nil for `pretrain`, which builds `initConfig` from scratch.
+    public var initWeights: URL?
+    public var initConfig: ResNetConfig?
+    public var train: ImageDataset
+    public var validation: ImageDataset?
+    public var test: ImageDataset?
+    public var ood: [(name: String, data: ImageDataset)]
+    public var normalization: Normalization
+    public var outDirectory: URL
+    public var checkpointEvery: Int
+    public var keep: Int
+    /// `nil`: start fresh; `"auto"`: newest valid checkpoint under out/checkpoints if any; else a checkpoint directory.
+    public var resume: String?
+    public var numClasses: Int?
+    public init(initWeights: URL?, initConfig: ResNetConfig? = nil, train: ImageDataset, validation: ImageDataset?, test: ImageDataset?,
+                ood: [(name: String, data: ImageDataset)], normalization: Normalization, outDirectory: URL,
+                checkpointEvery: Int, keep: Int, resume: String?, numClasses: Int?) {
+        self.initWeights = initWeights; self.initConfig = initConfig; self.train = train; self.validation = validation; self.test = test; self.ood = ood
+        self.normalization = normalization; self.outDirectory = outDirectory; self.checkpointEvery = checkpointEvery
+        self.keep = keep; self.resume = resume; self.numClasses = numClasses
+    }
+}
+
+/// Final numbers of a run (rank 0 writes them to OUT/results.json).
+public struct RunReport: Codable {
+    public var method: String
+    public var worldSize: Int
+    public var steps: Int
+    public var bestEpoch: Int
+    public var valAccuracy: Double?
+    public var test: Evaluation.Result?
+    public var ood: [String: Evaluation.Result]
+    public var meanOOD: Double?
+    public var distortion: Evaluation.Distortion?
+    public var parameterDistance: [String: Double]
+    public var history: [EpochRecord]
+    public var seconds: Double
+}
+
+/// The coordinator: rank 0 owns every decision that must be taken once (phase changes, best checkpoint,
+/// early stop) and every file written; the phase machine `convert-bn → probe → train → evaluate → done`
+/// runs on every rank in lockstep, and its position is saved in every checkpoint so a run resumes exactly.
+public final class Coordinator {
+    public let comm: Communicator
+    public let options: TrainingOptions
+    public let inputs: RunInputs
+    public private(set) var state = TrainerState()
+    public private(set) var trainer: Trainer!
+    let store: CheckpointStore
+    let out: (String) -> Void
+    var bestWeights: ParameterStore?
+    var referenceFromCheckpoint: SafeTensorsFile?
+    var optimizerFromCheckpoint: SafeTensorsFile?
+
+    public init(communicator: Communicator, options: TrainingOptions, inputs: RunInputs, print: @escaping (String) -> Void) {
+        self.comm = communicator
+        self.options = options
+        self.inputs = inputs
+        self.store = CheckpointStore(root: inputs.outDirectory.appendingPathComponent("checkpoints"), keep: inputs.keep)
+        let rank = communicator.rank
+        self.out = { if rank == 0 { print($0) } }
+    }
+
+    /// A hash of the options that change what is computed (resume refuses a checkpoint made with others).
+    public static func optionsHash(_ o: TrainingOptions) -> String {
+        var o = o
+        o.epochs = 0; o.maxSteps = nil; o.consistencyEvery = 0; o.evalBatchSize = 0; o.bucketMegabytes = 0
+        let data = (try? sortedEncoder().encode(o)) ?? Data()
+        return SHA256.hex(of: [UInt8](data))
+    }
+
+    static func sortedEncoder() -> JSONEncoder {
+        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys, .prettyPrinted]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return e
+    }
+
+    // MARK: start / resume
+
+    /// Builds the model on every rank: from the coordinator's checkpoint when resuming, else from `--init`
+    /// (read by rank 0 and broadcast so every rank starts identical).
+    func start() throws -> ResNet {
+        var checkpoint: CheckpointInfo? = nil
+        if comm.rank == 0, let resume = inputs.resume {
+            if resume == "auto" {
+                checkpoint = store.latestValid { out("resume: skipping \($0)") }
+                if checkpoint == nil { out("resume: no valid checkpoint under \(store.root.path); starting fresh") }
+            } else {
+                let dir = URL(fileURLWithPath: resume)
+                checkpoint = try store.validate(dir)
+            }
+        }
+        let resuming = comm.broadcast(checkpoint == nil ? 0 : 1, root: 0) == 1
+        if resuming {
+            let files = ["weights.safetensors", "optimizer.safetensors", "reference.safetensors", "trainer.json"]
+            var blobs: [String: [UInt8]] = [:]
+            for f in files {
+                let bytes = comm.rank == 0 ? try checkpoint!.read(f) : []
+                blobs[f] = comm.broadcast(bytes, root: 0)
+            }
+            let weights = try SafeTensorsFile.decode(blobs["weights.safetensors"]!, source: "checkpoint weights.safetensors")
+            let model = ResNet(try ResNetConfig.from(metadata: weights.metadata, source: "checkpoint weights.safetensors"))
+            try StateDict.load(weights, into: model, source: "checkpoint weights.safetensors")
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            let saved = try decoder.decode(SavedTrainer.self, from: Data(blobs["trainer.json"]!))
+            guard saved.optionsHash == Coordinator.optionsHash(options) else {
+                throw ModelError("resume: checkpoint was made with different options (method, lr, batch, seed, data ...); use the same flags or a new --out")
+            }
+            state = saved.state
+            referenceFromCheckpoint = try SafeTensorsFile.decode(blobs["reference.safetensors"]!, source: "checkpoint reference.safetensors")
+            optimizerFromCheckpoint = try SafeTensorsFile.decode(blobs["optimizer.safetensors"]!, source: "checkpoint optimizer.safetensors")
+            if saved.worldSize != comm.size {
+                out("resume: checkpoint written by \(saved.worldSize) rank(s), continuing on \(comm.size): same global batches, float sums in a different order")
+            }
+            out("resume: \(checkpoint?.url.path ?? "") phase \(state.phase.rawValue) epoch \(state.epoch) step \(state.stepInEpoch)")
+            // the best weights so far (for final evaluation) come from the best checkpoint
+            var bestBytes: [UInt8] = []
+            if comm.rank == 0, let best = store.best(), best.step <= (checkpoint?.step ?? 0) { bestBytes = try best.read("weights.safetensors") }
+            bestBytes = comm.broadcast(bestBytes, root: 0)
+            if !bestBytes.isEmpty {
+                let bm = ResNet(model.config)
+                try StateDict.load(try SafeTensorsFile.decode(bestBytes, source: "best weights.safetensors"), into: bm, source: "best weights")
+                bestWeights = bm.store
+            }
+            return model
+        }
+        state = TrainerState()
+        guard let initWeights = inputs.initWeights else {
+            // from scratch (pretrain): torchvision init from the seed, identical on every rank
+            guard let config = inputs.initConfig else { throw ModelError("no --init weights and no architecture given") }
+            let model = ResNet(config)
+            var rng = DaftKernels.SplitMix64(seed: DaftKernels.SplitMix64.mix(options.seed, 0x1D))
+            model.resetParameters(rng: &rng)
+            return model
+        }
+        // fresh start: rank 0 reads --init, every rank decodes the same bytes
+        let bytes = comm.broadcast(comm.rank == 0 ? try readFile(initWeights) : [], root: 0)
+        let source = initWeights.path
+        let file = try SafeTensorsFile.decode(bytes, source: source)
+        var config = try ResNetConfig.from(metadata: file.metadata, source: source)
+        config.numClasses = inputs.numClasses ?? inputs.train.numClasses
+        guard config.inChannels == inputs.train.channels else {
+            throw ModelError("\(source): model takes \(config.inChannels) input channels, \(inputs.train.name) has \(inputs.train.channels)")
+        }
+        let model = ResNet(config)
+        // new head (method.md §1): fc.* of the pretrained file is not used
+        try StateDict.load(file, into: model, source: source, skip: ["fc.weight", "fc.bias"])
+        var rng = DaftKernels.SplitMix64(seed: DaftKernels.SplitMix64.mix(options.seed, 0xFC))
+        let bound = 1 / Double(config.featureDimension).squareRoot()
+        for i in 0..<(config.numClasses * config.featureDimension) { model.fcWeight[i] = Float((rng.nextUnit() * 2 - 1) * bound) }
+        for i in 0..<config.numClasses { model.fcBias[i] = Float((rng.nextUnit() * 2 - 1) * bound) }
+        if options.method.zeroHead { model.zeroHead() }
+        return model
+    }
+
+    func readFile(_ url: URL) throws -> [UInt8] {
+        guard let d = FileManager.default.contents(atPath: url.path) else {
+            throw ModelError("\(url.path): cannot read file (missing or unreadable)")
+        }
+        return [UInt8](d)
+    }
+
+    // MARK: checkpoints
+
+    struct SavedTrainer: Codable {
+        var state: TrainerState
+        var options: TrainingOptions
+        var optionsHash: String
+        var worldSize: Int
+        var arch: String
+    }
+
+    /// Rank 0 writes a checkpoint directory (weights, optimizer, reference weights, trainer state; manifest last).
+    func checkpoint(isBest: Bool = false, metric: Double? = nil, reason: String) throws {
+        guard comm.rank == 0 else { return }
+        let model = trainer.model
+        var files: [String: [UInt8]] = [:]
+        files["weights.safetensors"] = try StateDict.file(model, extraMetadata: metadataExtras).encode()
+        files["reference.safetensors"] = try StateDict.file(trainer.reference, extraMetadata: metadataExtras).encode()
+        var opt = SafeTensorsFile()
+        if let sgd = trainer.sgd {
+            opt.tensors["momentum"] = SafeTensor(floats: sgd.momentumBuffers.array(model.store.parameterCount), shape: [model.store.parameterCount])
+            opt.tensors["has_momentum"] = SafeTensor(int64s: sgd.hasMomentum.map { $0 ? 1 : 0 }, shape: [sgd.hasMomentum.count])
+        }
+        if let prior = trainer.featurePrior { opt.tensors.merge(prior.stateTensors()) { $1 } }
+        files["optimizer.safetensors"] = try opt.encode()
+        let saved = SavedTrainer(state: state, options: options, optionsHash: Coordinator.optionsHash(options), worldSize: comm.size, arch: model.config.arch)
+        files["trainer.json"] = [UInt8](try Coordinator.sortedEncoder().encode(saved))
+        let dir = try store.write(step: state.globalStep, files: files,
+                                  info: ["phase": state.phase.rawValue, "epoch": String(state.epoch), "step_in_epoch": String(state.stepInEpoch),
+                                         "reason": reason, "method": options.method.rawValue, "world_size": String(comm.size)],
+                                  isBest: isBest, metric: metric)
+        out("checkpoint: \(dir.lastPathComponent) (\(reason))")
+    }
+
+    var metadataExtras: [String: String] {
+        ["mean": inputs.normalization.mean.map { String($0) }.joined(separator: ","),
+         "std": inputs.normalization.std.map { String($0) }.joined(separator: ",")]
+    }
+
+    func restoreOptimizer() throws {
+        guard let f = optimizerFromCheckpoint, let sgd = trainer.sgd, let m = f.tensors["momentum"], let h = f.tensors["has_momentum"] else { return }
+        let mom = try m.floats(), has = try h.int64s()
+        guard mom.count == trainer.model.store.parameterCount, has.count == sgd.hasMomentum.count else {
+            throw ModelError("checkpoint optimizer.safetensors: momentum has \(mom.count) values, model has \(trainer.model.store.parameterCount)")
+        }
+        mom.withUnsafeBufferPointer { sgd.momentumBuffers.pointer.update(from: $0.baseAddress!, count: mom.count) }
+        sgd.hasMomentum = has.map { $0 != 0 }
+        if let prior = trainer.featurePrior { try prior.loadState(f, source: "checkpoint optimizer.safetensors") }
+        optimizerFromCheckpoint = nil
+    }
+
+    // MARK: the phase machine
+
+    /// Runs (or resumes) the whole fine-tuning job; returns the report (identical on every rank).
+    public func run() throws -> RunReport {
+        let t0 = Date()
+        let model = try start()
+        trainer = Trainer(model: model, communicator: comm, options: options, train: inputs.train,
+                          normalization: inputs.normalization, log: out)
+        if let ref = referenceFromCheckpoint {
+            try StateDict.load(ref, into: trainer.reference, source: "checkpoint reference.safetensors")
+        }
+        out("run: \(options.method.rawValue) (\(options.method.summary)) on \(comm.size) rank(s), global batch \(options.batchSize), \(trainer.plan.batchesPerEpoch) steps/epoch")
+        while state.phase != .done {
+            switch state.phase {
+            case .convertBN:
+                if options.method.convertsBN {
+                    let s = try trainer.convertBatchNorm()
+                    out("convert-bn: target statistics from \(s.batches) global batches of \(options.batchSize); BN layers rewritten")
+                }
+                state.phase = options.method.probes ? .probe : (options.method.fineTunes ? .train : .evaluate)
+                try checkpoint(reason: "phase convert-bn done")
+            case .probe:
+                guard let val = inputs.validation ?? Optional(inputs.train) else { throw ModelError("unreachable") }
+                let r = try trainer.probe(validation: val)
+                out(String(format: "probe: chose l2 %.0e, ID val accuracy %.4f", r.l2, r.valAccuracy))
+                state.phase = options.method.fineTunes ? .train : .evaluate
+                if !options.method.fineTunes { bestWeights = snapshot(model) ; state.bestValAccuracy = r.valAccuracy }
+                try checkpoint(isBest: !options.method.fineTunes, metric: r.valAccuracy, reason: "phase probe done")
+            case .train:
+                try trainPhase()
+            case .evaluate:
+                state.phase = .done
+                try checkpoint(reason: "phase evaluate reached")
+            case .done:
+                break
+            }
+        }
+        return try finalReport(seconds: Date().timeIntervalSince(t0))
+    }
+
+    func snapshot(_ model: ResNet) -> ParameterStore {
+        let copy = ResNet(model.config)
+        copy.store.copyValues(from: model.store)
+        return copy.store
+    }
+
+    func trainPhase() throws {
+        let model = trainer.model
+        try trainer.prepareFineTune(referenceWeights: referenceFromCheckpoint == nil ? nil : trainer.reference.store)
+        try restoreOptimizer()
+        let perEpoch = trainer.plan.batchesPerEpoch
+        guard perEpoch > 0 else { throw ModelError("train: \(inputs.train.count) samples give no global batch of \(options.batchSize)") }
+        var epochStart = Date()
+        while state.epoch < options.epochs {
+            if state.stepInEpoch == 0 { epochStart = Date() }
+            let lr = trainer.learningRates(epoch: state.epoch)
+            while state.stepInEpoch < perEpoch {
+                if let max = options.maxSteps, state.globalStep >= max { break }
+                let r = try trainer.trainStep(epoch: state.epoch, step: state.stepInEpoch)
+                guard r.lossSum.isFinite else {
+                    // the loss is a global value, so every rank stops here together
+                    throw ModelError("training diverged at step \(state.globalStep + 1) (loss is \(r.lossSum)); lower the learning rate")
+                }
+                state.stepInEpoch += 1; state.globalStep += 1
+                state.epochLossSum += r.lossSum; state.epochCorrect += r.correct; state.epochCount += r.count
+                if options.consistencyEvery > 0 && state.globalStep % options.consistencyEvery == 0 {
+                    try trainer.checkConsistency(step: state.globalStep)
+                }
+                if state.globalStep % 10 == 0 || state.stepInEpoch == perEpoch {
+                    out(String(format: "epoch %d step %d/%d  loss %.4f  acc %.4f  lr head %.3g backbone %.3g",
+                               state.epoch, state.stepInEpoch, perEpoch, r.lossSum / max(r.count, 1), r.correct / max(r.count, 1), lr.head, lr.backbone))
+                }
+                if inputs.checkpointEvery > 0 && state.globalStep % inputs.checkpointEvery == 0 && state.stepInEpoch < perEpoch {
+                    try checkpoint(reason: "every \(inputs.checkpointEvery) steps")
+                }
+            }
+            let stoppedEarly = options.maxSteps.map { state.globalStep >= $0 } ?? false
+            if state.stepInEpoch < perEpoch && !stoppedEarly { continue }
+            // end of epoch (or of the step budget): validate, decide best on rank 0, checkpoint
+            var valAcc: Double? = nil
+            if let val = inputs.validation {
+                valAcc = try Evaluation.evaluate(model: model, dataset: val, normalization: inputs.normalization,
+                                                 batchSize: options.evalBatchSize, communicator: comm).accuracy
+            }
+            let improved = comm.broadcast((comm.rank == 0 && (valAcc ?? 0) > state.bestValAccuracy) ? 1 : 0, root: 0) == 1
+            if improved || inputs.validation == nil {
+                state.bestValAccuracy = valAcc ?? state.bestValAccuracy
+                state.bestEpoch = state.epoch
+                state.epochsWithoutImprovement = 0
+                bestWeights = snapshot(model)
+            } else {
+                state.epochsWithoutImprovement += 1
+            }
+            let n = max(state.epochCount, 1)
+            state.history.append(EpochRecord(epoch: state.epoch, trainLoss: state.epochLossSum / n, trainAccuracy: state.epochCorrect / n,
+                                             valAccuracy: valAcc, lrHead: lr.head, lrBackbone: lr.backbone,
+                                             seconds: Date().timeIntervalSince(epochStart)))
+            out(String(format: "epoch %d done: train loss %.4f acc %.4f%@", state.epoch, state.epochLossSum / n, state.epochCorrect / n,
+                       valAcc.map { String(format: "  ID val acc %.4f%@", $0, improved ? " (best)" : "") } ?? ""))
+            state.epoch += 1; state.stepInEpoch = 0
+            state.epochLossSum = 0; state.epochCorrect = 0; state.epochCount = 0
+            let patienceOut = options.earlyStopPatience > 0 && state.epochsWithoutImprovement >= options.earlyStopPatience
+            let stop = comm.broadcast((comm.rank == 0 && (stoppedEarly || patienceOut)) ? 1 : 0, root: 0) == 1
+            if stop || state.epoch >= options.epochs {
+                if patienceOut { out("early stop: no ID val improvement for \(options.earlyStopPatience) epoch(s)") }
+                state.phase = .evaluate
+            }
+            try checkpoint(isBest: improved, metric: valAcc, reason: state.phase == .evaluate ? "phase train done" : "end of epoch")
+            if state.phase == .evaluate { return }
+        }
+        state.phase = .evaluate
+    }
+
+    func finalReport(seconds: Double) throws -> RunReport {
+        let model = trainer.model
+        // final.safetensors: the weights at the end of training
+        if comm.rank == 0 {
+            try FileManager.default.createDirectory(at: inputs.outDirectory, withIntermediateDirectories: true)
+            try StateDict.file(model, extraMetadata: metadataExtras).write(to: inputs.outDirectory.appendingPathComponent("final.safetensors"))
+        }
+        // evaluate the model selected on ID validation
+        let selected = ResNet(model.config)
+        selected.store.copyValues(from: bestWeights ?? model.store)
+        if comm.rank == 0, bestWeights != nil {
+            try StateDict.file(selected, extraMetadata: metadataExtras).write(to: inputs.outDirectory.appendingPathComponent("best.safetensors"))
+        }
+        let norm = inputs.normalization, bs = options.evalBatchSize
+        let test = try inputs.test.map { try Evaluation.evaluate(model: selected, dataset: $0, normalization: norm, batchSize: bs, communicator: comm) }
+        var ood: [String: Evaluation.Result] = [:]
+        for (name, data) in inputs.ood {
+            ood[name] = try Evaluation.evaluate(model: selected, dataset: data, normalization: norm, batchSize: bs, communicator: comm)
+        }
+        let meanOOD = ood.isEmpty ? nil : ood.values.map(\.accuracy).reduce(0, +) / Double(ood.count)
+        let distortionSet = inputs.test ?? inputs.validation
+        let distortion = try distortionSet.map {
+            try Evaluation.distortion(model: selected, reference: trainer.reference, dataset: $0.subset(0..<min($0.count, 2000)),
+                                      normalization: norm, batchSize: bs, communicator: comm)
+        }
+        var dist: [String: Double] = [:]
+        for (n, d) in Evaluation.parameterDistances(model: selected, reference: trainer.reference) { dist[n] = d }
+        let report = RunReport(method: options.method.rawValue, worldSize: comm.size, steps: state.globalStep, bestEpoch: state.bestEpoch,
+                               valAccuracy: state.bestValAccuracy >= 0 ? state.bestValAccuracy : nil, test: test, ood: ood,
+                               meanOOD: meanOOD, distortion: distortion, parameterDistance: dist, history: state.history, seconds: seconds)
+        if comm.rank == 0 {
+            let data = try Coordinator.sortedEncoder().encode(report)
+            try DurableFile.write([UInt8](data), to: inputs.outDirectory.appendingPathComponent("results.json"))
+            out("summary: method \(report.method), \(report.steps) steps, \(String(format: "%.1f", seconds)) s")
+            if let v = report.valAccuracy { out(String(format: "  ID val  %.4f (epoch %d)", v, report.bestEpoch)) }
+            if let t = test { out(String(format: "  ID test %.4f  (%d images)", t.accuracy, t.count)) }
+            for k in ood.keys.sorted() { out(String(format: "  OOD %-10@ %.4f", k as NSString, ood[k]!.accuracy)) }
+            if let m = meanOOD { out(String(format: "  OOD mean   %.4f", m)) }
+            if let d = distortion { out(String(format: "  feature distortion: L2 %.3f ± %.3f, cosine %.4f ± %.4f", d.l2Mean, d.l2Std, d.cosineMean, d.cosineStd)) }
+        }
+        return report
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import DaftKernels
+import DaftModels
+import DaftData
+import DaftDistributed
+
+/// Accuracy, loss and feature distortion counted exactly once per sample on any number of ranks
+/// (each rank takes a disjoint slice; per-rank counts are all-reduced; no padding duplicates).
+public enum Evaluation {
+    /// Accuracy and mean loss over a data set.
+    public struct Result: Codable, Equatable {
+        public var accuracy: Double
+        public var loss: Double
+        public var count: Int
+    }
+
+    /// Evaluation-mode accuracy and loss of `model` on `dataset`.
+    public static func evaluate(model: ResNet, dataset: ImageDataset, normalization: Normalization, batchSize: Int,
+                                communicator comm: Communicator) throws -> Result {
+        guard dataset.channels == model.config.inChannels else {
+            throw ModelError("\(dataset.name): images have \(dataset.channels) channels, the model expects \(model.config.inChannels)")
+        }
+        if let bad = dataset.labels.first(where: { Int($0) >= model.config.numClasses }) {
+            throw ModelError("\(dataset.name): label \(bad) but the model has \(model.config.numClasses) classes")
+        }
+        let shard = EvaluationShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
+        var totals = [0.0, 0.0, 0.0]
+        for idx in shard.batches(batchSize: batchSize) where !idx.isEmpty {
+            let b = makeBatch(dataset: dataset, indices: idx, normalization: normalization, augmentation: nil, seed: 0, epoch: 0)
+            try b.x.withUnsafeBufferPointer {
+                try model.forward($0.baseAddress!, Shape4(idx.count, dataset.channels, dataset.height, dataset.width), training: false)
+            }
+            let r = b.y.withUnsafeBufferPointer {
+                CrossEntropy.forwardBackward(logits: model.logits.pointer, labels: $0.baseAddress!, batch: idx.count,
+                                             classes: model.config.numClasses, gradScale: 0, dLogits: nil)
+            }
+            totals[0] += Double(r.correct); totals[1] += r.lossSum; totals[2] += Double(idx.count)
+        }
+        comm.allReduceSum(&totals)
+        let n = max(totals[2], 1)
+        return Result(accuracy: totals[0] / n, loss: totals[1] / n, count: Int(totals[2]))
+    }
+
+    /// Feature distortion (method.md §8): per-sample L2 distance and cosine similarity between the
+    /// penultimate features of `model` and `reference` on `dataset`, as mean and std over samples.
+    public struct Distortion: Codable, Equatable {
+        public var l2Mean: Double, l2Std: Double, cosineMean: Double, cosineStd: Double, count: Int
+    }
+
+    public static func distortion(model: ResNet, reference: ResNet, dataset: ImageDataset, normalization: Normalization,
+                                  batchSize: Int, communicator comm: Communicator) throws -> Distortion {
+        let shard = EvaluationShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
+        let F = model.config.featureDimension
+        var s = [0.0, 0.0, 0.0, 0.0, 0.0]
+        var mine = [Float](), theirs = [Float]()
+        for idx in shard.batches(batchSize: batchSize) where !idx.isEmpty {
+            let b = makeBatch(dataset: dataset, indices: idx, normalization: normalization, augmentation: nil, seed: 0, epoch: 0)
+            let xs = Shape4(idx.count, dataset.channels, dataset.height, dataset.width)
+            try b.x.withUnsafeBufferPointer { try model.forward($0.baseAddress!, xs, training: false) }
+            mine = model.features.array(idx.count * F)
+            try b.x.withUnsafeBufferPointer { try reference.forward($0.baseAddress!, xs, training: false) }
+            theirs = reference.features.array(idx.count * F)
+            for n in 0..<idx.count {
+                var d2 = 0.0, dot = 0.0, na = 0.0, nb = 0.0
+                for j in 0..<F {
+                    let a = Double(mine[n * F + j]), c = Double(theirs[n * F + j])
+                    d2 += (a - c) * (a - c); dot += a * c; na += a * a; nb += c * c
+                }
+                let l2 = d2.squareRoot()
+                let cos = (na > 0 && nb > 0) ? dot / (na.squareRoot() * nb.squareRoot()) : 0
+                s[0] += l2; s[1] += l2 * l2; s[2] += cos; s[3] += cos * cos; s[4] += 1
+            }
+        }
+        comm.allReduceSum(&s)
+        let n = max(s[4], 1)
+        func std(_ sum: Double, _ sq: Double) -> Double { max(sq / n - (sum / n) * (sum / n), 0).squareRoot() }
+        return Distortion(l2Mean: s[0] / n, l2Std: std(s[0], s[1]), cosineMean: s[2] / n, cosineStd: std(s[2], s[3]), count: Int(s[4]))
+    }
+
+    /// Per-tensor relative distance ‖θ − θ0‖ / ‖θ0‖ (conv weights, BN γ/β/running stats, head), method.md §8.
+    public static func parameterDistances(model: ResNet, reference: ResNet) -> [(name: String, relative: Double)] {
+        model.store.entries.filter { $0.kind != .counter }.map { e in
+            let a = model.store.values(e.name), b = reference.store.values(e.name)
+            var d = 0.0, n = 0.0
+            for i in 0..<a.count { let x = Double(a[i]) - Double(b[i]); d += x * x; n += Double(b[i]) * Double(b[i]) }
+            return (e.name, n > 0 ? (d / n).squareRoot() : d.squareRoot())
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import DaftModels
+
+/// The fine-tuning methods of method.md §3–§4 behind one `--method` switch, as the switches they are made of.
+public enum Method: String, CaseIterable, Codable {
+    case ft, lp, lpFT = "lp-ft", daft
+    case lpFTConversion = "lp-ft+conversion", conversionOnly = "conversion-only", fastHeadOnly = "fast-head-only"
+    case freeze
+
+    /// BN conversion before training (§2).
+    public var convertsBN: Bool { [.daft, .lpFTConversion, .conversionOnly].contains(self) }
+    /// The new head starts at zero (DAFT and its head ablations); otherwise PyTorch's nn.Linear init.
+    public var zeroHead: Bool { [.daft, .conversionOnly, .fastHeadOnly].contains(self) }
+    /// A linear-probing phase trains the head on frozen features first.
+    public var probes: Bool { [.lp, .lpFT, .lpFTConversion, .freeze].contains(self) }
+    /// A fine-tuning phase follows.
+    public var fineTunes: Bool { self != .lp }
+    /// BN behaviour while fine-tuning: LP-FT keeps source (or converted) statistics frozen.
+    public var fineTuneBatchNorm: BatchNormMode { [.lpFT, .lpFTConversion].contains(self) ? .eval : .train }
+    /// Separate head / backbone learning rates (η_h ≫ η_b); otherwise one rate for everything.
+    public var twoLearningRates: Bool { [.daft, .fastHeadOnly].contains(self) }
+
+    public var summary: String {
+        switch self {
+        case .ft: return "fine-tune everything at one lr, BN in training mode, new head with nn.Linear's random init"
+        case .lp: return "linear probe: frozen backbone (BN eval), head only (logistic regression or ridge)"
+        case .lpFT: return "LP head first, then fine-tune everything at one small lr with BN in evaluation behaviour"
+        case .daft: return "BN conversion + zero head trained at lr-head >> lr-backbone, one stage, BN in training mode"
+        case .lpFTConversion: return "BN conversion, then LP-FT"
+        case .conversionOnly: return "BN conversion + zero head, one lr for head and backbone"
+        case .fastHeadOnly: return "zero head at lr-head >> lr-backbone, no BN conversion"
+        case .freeze: return "train the head, then unfreeze from --unfreeze-from (e.g. layer3) upward at one low lr"
+        }
+    }
+}
+
+/// Linear-probe solvers (method.md §4 LP (a) and (b)).
+public enum ProbeSolver: String, CaseIterable, Codable { case logistic, ridge }

@@ -1,0 +1,280 @@
+import Foundation
+import DaftKernels
+import DaftModels
+import DaftData
+import DaftDistributed
+
+/// Everything that decides what a fine-tuning run computes (saved in every checkpoint; its hash guards resume).
+public struct TrainingOptions: Codable, Equatable {
+    public var method: Method = .daft
+    public var epochs = 5
+    /// Stop after this many optimizer steps in total (CI-sized runs); nil = all epochs.
+    public var maxSteps: Int? = nil
+    /// The global batch, split over ranks.
+    public var batchSize = 128
+    public var lrHead = 1.0
+    public var lrBackbone = 1e-3
+    public var momentum = 0.9
+    public var weightDecay = 0.0
+    public var seed: UInt64 = 0
+    public var tail: GlobalBatchPlan.TailPolicy = .drop
+    public var augment = true
+    public var evalBatchSize = 256
+    /// Gradient bucket size for the overlapped all-reduce.
+    public var bucketMegabytes = 25.0
+    /// Parameter checksum comparison across ranks every this many steps (0 = off).
+    public var consistencyEvery = 50
+    public var probeSolver: ProbeSolver = .logistic
+    public var probeL2Grid: [Double] = [1e-4, 1e-3, 1e-2, 1e-1]
+    public var unfreezeFrom = "layer3"
+    /// Global batches used to measure the target BN statistics (nil = one pass over the training set).
+    public var conversionBatches: Int? = nil
+    /// Stop when ID validation accuracy has not improved for this many epochs (0 = never).
+    public var earlyStopPatience = 0
+    public var l2spAlpha = 0.0
+    public var l2spBeta = 0.0
+    public var featurePriorLambda = 0.0
+    /// Layers of the feature-space prior: "layer1"…"layerN" and/or "penultimate".
+    public var featurePriorLayers: [String] = ["penultimate"]
+    /// Ridge-probe regularisers tried on ID validation (λ of (G + λI)⁻¹C).
+    public var ridgeLambdaGrid: [Double] = [1e-3, 1e-2, 1e-1, 1, 10]
+    public init() {}
+}
+
+/// The phases of a run, in order. The current phase and the progress inside it are part of every checkpoint.
+public enum Phase: String, Codable, CaseIterable {
+    case convertBN = "convert-bn", probe, train, evaluate, done
+}
+
+/// Where a run is (what a checkpoint's trainer.json holds besides the options).
+public struct TrainerState: Codable, Equatable {
+    public var phase: Phase = .convertBN
+    public var epoch = 0
+    public var stepInEpoch = 0
+    public var globalStep = 0
+    public var bestValAccuracy = -1.0
+    public var bestEpoch = -1
+    public var epochsWithoutImprovement = 0
+    public var history: [EpochRecord] = []
+    /// Sums over the current epoch's finished steps (so a resumed epoch reports the same numbers).
+    public var epochLossSum = 0.0
+    public var epochCorrect = 0.0
+    public var epochCount = 0.0
+    public init() {}
+}
+
+/// One epoch's summary (loss and accuracy are over the epoch's training samples, all ranks).
+public struct EpochRecord: Codable, Equatable {
+    public var epoch: Int
+    public var trainLoss: Double
+    public var trainAccuracy: Double
+    public var valAccuracy: Double?
+    public var lrHead: Double
+    public var lrBackbone: Double
+    public var seconds: Double
+    public init(epoch: Int, trainLoss: Double, trainAccuracy: Double, valAccuracy: Double?, lrHead: Double, lrBackbone: Double, seconds: Double) {
+        self.epoch = epoch; self.trainLoss = trainLoss; self.trainAccuracy = trainAccuracy; self.valAccuracy = valAccuracy
+        self.lrHead = lrHead; self.lrBackbone = lrBackbone; self.seconds = seconds
+    }
+}
+
+/// What one training step measured (global values, identical on every rank).
+public struct StepResult {
+    public var lossSum: Double
+    public var correct: Double
+    public var count: Double
+}
+
+/// The DAFT engine one rank runs on its shard: BN conversion, linear probing, and the data-parallel
+/// fine-tuning step, all in global-batch semantics so N ranks compute what 1 rank computes.
+public final class Trainer {
+    public let model: ResNet
+    /// The initial (post-conversion, post-probe) weights: the L2-SP centre and the distortion reference.
+    public let reference: ResNet
+    public let comm: Communicator
+    public let options: TrainingOptions
+    public let train: ImageDataset
+    public let normalization: Normalization
+    public let plan: GlobalBatchPlan
+    public private(set) var sgd: SGD?
+    var bucketer: GradientBucketer?
+    var l2sp: L2SPPrior?
+    public private(set) var featurePrior: FeaturePrior?
+    let log: (String) -> Void
+
+    public init(model: ResNet, communicator: Communicator, options: TrainingOptions, train: ImageDataset,
+                normalization: Normalization, log: @escaping (String) -> Void) {
+        self.model = model
+        self.reference = ResNet(model.config)
+        self.comm = communicator
+        self.options = options
+        self.train = train
+        self.normalization = normalization
+        self.log = log
+        plan = GlobalBatchPlan(count: train.count, globalBatch: options.batchSize, worldSize: communicator.size,
+                               seed: options.seed, shuffle: true, tail: options.tail)
+        model.context.sync = communicator
+    }
+
+    /// Number of optimizer steps the fine-tuning phase will take.
+    public var totalSteps: Int {
+        let all = plan.batchesPerEpoch * options.epochs
+        return min(all, options.maxSteps ?? all)
+    }
+
+    // MARK: phase convert-bn
+
+    /// BN conversion on the ID training data with the training augmentation (method.md §2).
+    public func convertBatchNorm() throws -> BNConversion.Statistics {
+        let convPlan = GlobalBatchPlan(count: train.count, globalBatch: options.batchSize, worldSize: comm.size,
+                                       seed: options.seed, shuffle: false, tail: .drop)
+        let stats = try BNConversion.measure(model: model, dataset: train, plan: convPlan, normalization: normalization,
+                                             augmentation: options.augment ? .standard : nil, seed: options.seed,
+                                             communicator: comm, maxBatches: options.conversionBatches)
+        BNConversion.apply(stats, to: model)
+        return stats
+    }
+
+    // MARK: phase probe
+
+    /// Trains the head on frozen features (BN in evaluation behaviour); the L2 strength is chosen on `validation`.
+    public func probe(validation: ImageDataset) throws -> (l2: Double, valAccuracy: Double) {
+        let trainShard = EvaluationShard(count: train.count, rank: comm.rank, worldSize: comm.size)
+        let valShard = EvaluationShard(count: validation.count, rank: comm.rank, worldSize: comm.size)
+        let ft = try FeatureExtractor.extract(model: model, dataset: train, indices: Array(trainShard.range),
+                                              normalization: normalization, batchSize: options.evalBatchSize)
+        let fv = try FeatureExtractor.extract(model: model, dataset: validation, indices: Array(valShard.range),
+                                              normalization: normalization, batchSize: options.evalBatchSize)
+        let K = model.config.numClasses
+        if options.probeSolver == .ridge {
+            // closed form (method.md §6): G, C summed over every rank's shard in float64, one all-reduce, same solve everywhere
+            let ridge = try RidgeHead(inputDimension: ft.dimension, classes: K)
+            try ft.features.withUnsafeBufferPointer { try ridge.accumulate(features: $0.baseAddress!, labels: ft.labels, count: ft.count) }
+            ridge.allReduce(comm)
+            let chosen = try fv.features.withUnsafeBufferPointer {
+                try ridge.selectLambda(candidates: options.ridgeLambdaGrid, validationFeatures: $0.baseAddress!, labels: fv.labels, communicator: comm)
+            }
+            let w = try ridge.solve(lambda: chosen.lambda)
+            let head = try ridge.headWeights(w, featureScale: ridge.meanFeatureNorm)
+            head.fcWeight.withUnsafeBufferPointer { model.fcWeight.update(from: $0.baseAddress!, count: $0.count) }
+            head.fcBias.withUnsafeBufferPointer { model.fcBias.update(from: $0.baseAddress!, count: $0.count) }
+            log(String(format: "probe (ridge): λ %.0e, ID val acc %.4f", chosen.lambda, chosen.accuracy))
+            return (chosen.lambda, chosen.accuracy)
+        }
+        let standard = LogisticProbe.standardisation(ft, communicator: comm)
+        var best: (l2: Double, acc: Double, fit: LogisticProbe.Result)? = nil
+        for l2 in options.probeL2Grid {
+            let fit = LogisticProbe.fit(ft, classes: K, l2: l2, standard: standard, communicator: comm)
+            let acc = LogisticProbe.accuracy(fv, weight: fit.weight, bias: fit.bias, classes: K, communicator: comm)
+            log(String(format: "probe: l2 %.0e  train loss %.4f  val acc %.4f", l2, fit.trainLoss, acc))
+            if best == nil || acc > best!.acc { best = (l2, acc, fit) }
+        }
+        guard let best else { throw ModelError("probe: --probe-l2 grid is empty") }
+        best.fit.weight.withUnsafeBufferPointer { model.fcWeight.update(from: $0.baseAddress!, count: $0.count) }
+        best.fit.bias.withUnsafeBufferPointer { model.fcBias.update(from: $0.baseAddress!, count: $0.count) }
+        return (best.l2, best.acc)
+    }
+
+    // MARK: phase train
+
+    /// Sets up the fine-tuning phase: frozen stages, BN behaviour, parameter groups, gradient buckets, priors.
+    /// Call once the weights are final for the start of the phase (after conversion/probe, or after resume).
+    public func prepareFineTune(referenceWeights: ParameterStore? = nil) throws {
+        let m = options.method
+        model.trainBatchNormMode = m.fineTuneBatchNorm
+        model.trainableFromStage = m == .freeze ? stageIndex(options.unfreezeFrom) : 0
+        reference.store.copyValues(from: referenceWeights ?? model.store)
+        let trainable: (ParameterStore.Entry) -> Bool = { [model] in model.stage(of: $0.name) >= model.trainableFromStage }
+        let groups = SGD.backboneAndHead(store: model.store, lrBackbone: options.lrBackbone, lrHead: options.lrHead,
+                                         momentum: options.momentum, weightDecay: options.weightDecay, trainable: trainable)
+        sgd = SGD(store: model.store, groups: groups)
+        // trainable parameters are a suffix of the forward order, so their gradients are one contiguous slice
+        let entries = model.store.parameterEntries
+        let first = entries.firstIndex(where: trainable) ?? entries.count
+        let ranges = entries[first...].map { $0.offset..<($0.offset + $0.count) }
+        let bucketer = GradientBucketer(communicator: comm, arena: model.store.gradientPointer, parameterRanges: ranges,
+                                        bucketBytes: Int(options.bucketMegabytes * 1_048_576))
+        self.bucketer = bucketer
+        model.context.gradientReady = { index in
+            if index >= first { bucketer.gradientReady(index - first); bucketer.poll() }
+        }
+        l2sp = (options.l2spAlpha > 0 || options.l2spBeta > 0)
+            ? L2SPPrior(reference: reference.store, alpha: options.l2spAlpha, beta: options.l2spBeta, trainable: trainable) : nil
+        featurePrior = nil
+        if options.featurePriorLambda > 0 {
+            let stages = try options.featurePriorLayers.map { try FeaturePrior.stage(named: $0, config: model.config) }
+            featurePrior = try FeaturePrior(reference: reference.store, config: model.config, stages: stages,
+                                            lambda: options.featurePriorLambda, momentum: options.momentum)
+        }
+    }
+
+    /// The stage number of a name like "layer3" (1…S), or of "fc" (S+1).
+    public func stageIndex(_ name: String) -> Int {
+        if name == "fc" { return model.headStage }
+        if name.hasPrefix("layer"), let k = Int(name.dropFirst(5)), k >= 1, k <= model.stageCount { return k }
+        return 0
+    }
+
+    /// Learning rates of the head and backbone groups during `epoch` (cosine annealing over epochs).
+    public func learningRates(epoch: Int) -> (head: Double, backbone: Double) {
+        let s = CosineSchedule(totalSteps: options.epochs)
+        return (s.lr(base: options.lrHead, at: epoch), s.lr(base: options.lrBackbone, at: epoch))
+    }
+
+    /// One data-parallel optimizer step on global batch `step` of `epoch`. Reads top to bottom:
+    public func trainStep(epoch: Int, step: Int) throws -> StepResult {
+        guard let sgd, let bucketer else { preconditionFailure("prepareFineTune() first") }
+        // 1. learning rates of this epoch, same cosine for both groups
+        let lr = learningRates(epoch: epoch)
+        for g in sgd.groups.indices { sgd.groups[g].lr = sgd.groups[g].name == "head" ? lr.head : lr.backbone }
+        // 2. this rank's share of the global batch, augmented from (seed, epoch, sample index) only
+        let global = plan.globalBatch(epoch: epoch, step: step)
+        let local = plan.localIndices(globalBatch: global, rank: comm.rank)
+        let batch = makeBatch(dataset: train, indices: local, normalization: normalization,
+                              augmentation: options.augment ? .standard : nil, seed: options.seed, epoch: epoch)
+        let xs = Shape4(local.count, train.channels, train.height, train.width)
+        // 3. forward; batch norms all-reduce their statistics over the global batch
+        model.store.zeroGradients()
+        try batch.x.withUnsafeBufferPointer { try model.forward($0.baseAddress!, xs, training: true) }
+        // 4. loss: mean over the GLOBAL batch; scaled by W because the bucketer averages over W ranks
+        let K = model.config.numClasses
+        let scale = Float(comm.size) / Float(global.count)
+        let ce = batch.y.withUnsafeBufferPointer {
+            CrossEntropy.forwardBackward(logits: model.logits.pointer, labels: $0.baseAddress!, batch: local.count, classes: K,
+                                         gradScale: scale, dLogits: model.dLogits.pointer)
+        }
+        // 5. feature-space prior: frozen reference forward, one float64 all-reduce, gradients into stage outputs
+        var priorLoss = 0.0
+        if let featurePrior {
+            priorLoss = try batch.x.withUnsafeBufferPointer {
+                try featurePrior.forwardBackward(model: model, input: $0.baseAddress!, shape: xs, training: true, communicator: comm)
+            }
+        }
+        // 6. backward; each bucket's all-reduce starts as soon as its gradients are final
+        model.backward()
+        featurePrior?.uninstall(from: model)
+        // 7. wait for the buckets: gradients are now averaged over ranks
+        bucketer.finish()
+        // 8. weight-space prior (identical on every rank, so added after averaging)
+        if let l2sp { l2sp.addGradient(to: model.store); priorLoss += l2sp.penalty(model.store) }
+        // 9. optimizer step (the prior's learned variances follow the head's learning rate)
+        sgd.step()
+        featurePrior?.step(lr: lr.head)
+        // 10. global loss / accuracy for the log (24 bytes)
+        var totals = [ce.lossSum, Double(ce.correct), Double(local.count)]
+        comm.allReduceSum(&totals)
+        // the priors are global quantities already: add them once, per sample of the global batch
+        return StepResult(lossSum: totals[0] + priorLoss * totals[2], correct: totals[1], count: totals[2])
+    }
+
+    /// Compares a parameter checksum across ranks; throws naming diverged ranks.
+    public func checkConsistency(step: Int) throws {
+        let s = model.store
+        try ConsistencyCheck.verify(comm, parameters: UnsafeBufferPointer(start: s.parameterPointer, count: s.parameterCount), step: step)
+    }
+
+    /// Gradient all-reduce statistics of the last step (bytes, hidden vs blocked time).
+    public var bucketStats: BucketerStats? { bucketer?.stats }
+}
+
+extension GlobalBatchPlan.TailPolicy: Codable {}
