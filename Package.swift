@@ -1,6 +1,21 @@
 // swift-tools-version:6.0
 // daft: a data-parallel trainer for Domain-Aware Fine-Tuning of pretrained ResNets.
 import PackageDescription
+import Foundation
+
+// DaftKernels' own loops (SIMD8 im2col, direct 3×3 convolutions, batch norm, elementwise) are compiled for
+// the x86-64-v3 feature level (AVX2 + FMA) on x86_64, so SIMD8<Float> is one ymm register and a·b+c can
+// fuse. The Swift 6.3 frontend does not accept the name "x86-64-v3" for -target-cpu, so the flag names
+// "haswell", the first CPU with exactly that feature set (AVX, AVX2, BMI1/2, F16C, FMA, LZCNT, MOVBE).
+// Every other target stays baseline x86-64. Build with DAFT_PORTABLE=1 in the environment
+// (`DAFT_PORTABLE=1 swift build ...`) for a baseline-x86-64 DaftKernels that runs on CPUs without
+// AVX2/FMA; results then differ only by float rounding (separate instead of fused multiply-add).
+#if arch(x86_64)
+let kernelSwiftSettings: [SwiftSetting] = ProcessInfo.processInfo.environment["DAFT_PORTABLE"] == "1"
+    ? [] : [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let kernelSwiftSettings: [SwiftSetting] = []
+#endif
 
 let package = Package(
     name: "daft",
@@ -23,7 +38,7 @@ let package = Package(
         .target(name: "CMPIShim", dependencies: ["CMPI"], path: "Sources/CMPIShim"),
 
         // kernels: float32 tensors and forward/backward kernels on OpenBLAS.
-        .target(name: "DaftKernels", dependencies: ["CBLAS"]),
+        .target(name: "DaftKernels", dependencies: ["CBLAS"], swiftSettings: kernelSwiftSettings),
         // interop: safetensors read/write (torchvision state_dict names).
         .target(name: "DaftInterop"),
         // distributed transport: communicator (MPI or single process), gradient buckets, sampler.

@@ -368,7 +368,9 @@ public final class Coordinator {
             let data = try Coordinator.sortedEncoder().encode(report)
             try DurableFile.write([UInt8](data), to: inputs.outDirectory.appendingPathComponent("results.json"))
             out("summary: method \(report.method), \(report.steps) steps, \(String(format: "%.1f", seconds)) s")
-            if let v = report.valAccuracy { out(String(format: "  ID val  %.4f (epoch %d)", v, report.bestEpoch)) }
+            if let v = report.valAccuracy {
+                out(String(format: "  ID val  %.4f (%@)", v, report.bestEpoch >= 0 ? "epoch \(report.bestEpoch)" : "probe"))
+            }
             if let t = test { out(String(format: "  ID test %.4f  (%d images)", t.accuracy, t.count)) }
             for k in ood.keys.sorted() { out(String(format: "  OOD %-10@ %.4f", k as NSString, ood[k]!.accuracy)) }
             if let m = meanOOD { out(String(format: "  OOD mean   %.4f", m)) }

@@ -19,27 +19,36 @@ public enum BNConversion {
         public var batches: Int
     }
 
-    /// Step 2–3: equal-weight mean over global batches of per-batch means and unbiased variances.
+    /// Step 2–3 on a data set: global batches of `plan` (no shuffle), this rank's strided share of each.
     public static func measure(model: ResNet, dataset: ImageDataset, plan: GlobalBatchPlan, normalization: Normalization,
                                augmentation: Augmentation?, seed: UInt64, communicator comm: Communicator,
                                maxBatches: Int? = nil) throws -> Statistics {
+        let batches = plan.globalBatches(epoch: 0)
+        let count = min(batches.count, maxBatches ?? batches.count)
+        return try measure(model: model, batchCount: count, communicator: comm) { b in
+            let local = plan.localIndices(globalBatch: batches[b], rank: comm.rank)
+            let batch = makeBatch(dataset: dataset, indices: local, normalization: normalization, augmentation: augmentation,
+                                  seed: seed, epoch: 0)
+            return (batch.x, Shape4(local.count, dataset.channels, dataset.height, dataset.width))
+        }
+    }
+
+    /// Step 2–3: equal-weight mean over `batchCount` global batches of per-batch means and unbiased variances
+    /// of every BN layer's input, with the network in evaluation behaviour. `localBatch(b)` gives this rank's
+    /// share of global batch b (possibly empty); one float64 all-reduce per batch combines the ranks.
+    public static func measure(model: ResNet, batchCount: Int, communicator comm: Communicator,
+                               localBatch: (Int) throws -> ([Float], Shape4)) throws -> Statistics {
         let bns = model.batchNorms
         let total = bns.reduce(0) { $0 + 2 * $1.channels + 1 }
         var means = bns.map { Array(repeating: 0.0, count: $0.channels) }
         var vars = means
-        var batches = 0
         for bn in bns { bn.recordInputMoments = true }
         defer { for bn in bns { bn.recordInputMoments = false } }
         var flat = [Double](repeating: 0, count: total)
-        for (b, global) in plan.globalBatches(epoch: 0).enumerated() {
-            if let maxBatches, b >= maxBatches { break }
+        for b in 0..<batchCount {
             for bn in bns { for i in 0..<bn.recordedMoments.count { bn.recordedMoments[i] = 0 } }
-            let local = plan.localIndices(globalBatch: global, rank: comm.rank)
-            let batch = makeBatch(dataset: dataset, indices: local, normalization: normalization, augmentation: augmentation,
-                                  seed: seed, epoch: 0)
-            try batch.x.withUnsafeBufferPointer {
-                try model.forward($0.baseAddress!, Shape4(local.count, dataset.channels, dataset.height, dataset.width), training: false)
-            }
+            let (x, xs) = try localBatch(b)
+            try x.withUnsafeBufferPointer { try model.forward($0.baseAddress!, xs, training: false) }
             var o = 0
             for bn in bns { for v in bn.recordedMoments { flat[o] = v; o += 1 } }
             comm.allReduceSum(&flat)
@@ -56,11 +65,10 @@ public enum BNConversion {
                 }
                 o += 2 * C + 1
             }
-            batches += 1
         }
-        guard batches > 0 else { throw ModelError("convert-bn: the data set gave no batch") }
-        for l in 0..<bns.count { for c in 0..<bns[l].channels { means[l][c] /= Double(batches); vars[l][c] /= Double(batches) } }
-        return Statistics(means: means, variances: vars, batches: batches)
+        guard batchCount > 0 else { throw ModelError("convert-bn: the data set gave no batch") }
+        for l in 0..<bns.count { for c in 0..<bns[l].channels { means[l][c] /= Double(batchCount); vars[l][c] /= Double(batchCount) } }
+        return Statistics(means: means, variances: vars, batches: batchCount)
     }
 
     /// Step 4: γ' = γ·√(σ²_t+ε)/√(σ²_s+ε), β' = β + γ·(μ_t−μ_s)/√(σ²_s+ε), running stats ← (μ_t, σ²_t).
