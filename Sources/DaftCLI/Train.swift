@@ -20,6 +20,7 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("prior-beta"), help: "L2-SP: weight of ‖θ_head‖²/2") var priorBeta: Double = 0.01
     @Option(name: .customLong("prior-lambda"), help: "Feature prior: λ") var priorLambda: Double = 0.1
     @Option(name: .customLong("prior-layers"), help: "Feature prior layers, comma-separated (layer1…layerN, penultimate)") var priorLayers: String = "penultimate"
+    @Option(name: .customLong("ridge-base"), help: "Ridge statistics of earlier domains (a run's ridge.safetensors) to add this domain's to") var ridgeBase: String?
     @OptionGroup var flags: TrainingFlags
 
     func run() throws {
@@ -44,7 +45,12 @@ struct Finetune: ParsableCommand {
         let inputs = RunInputs(initWeights: URL(fileURLWithPath: `init`), train: train, validation: sets.val, test: sets.test,
                                ood: sets.ood, normalization: .fashionMNIST.matching(channels: train.channels), outDirectory: URL(fileURLWithPath: flags.out),
                                checkpointEvery: flags.checkpointEvery, keep: flags.keep, resume: flags.resume, numClasses: numClasses)
-        _ = try Coordinator(communicator: comm, options: o, inputs: inputs, print: { print($0); fflush(stdout) }).run()
+        var withBase = inputs
+        withBase.ridgeBase = ridgeBase.map { URL(fileURLWithPath: $0) }
+        if ridgeBase != nil && (m != .lp && m != .lpFT && m != .lpFTConversion || solver != .ridge) {
+            throw CLIError("--ridge-base needs --lp-solver ridge and a method with a probe (lp, lp-ft, lp-ft+conversion)")
+        }
+        _ = try Coordinator(communicator: comm, options: o, inputs: withBase, print: { print($0); fflush(stdout) }).run()
     }
 }
 

@@ -22,6 +22,8 @@ public struct RunInputs {
     /// `nil`: start fresh; `"auto"`: newest valid checkpoint under out/checkpoints if any; else a checkpoint directory.
     public var resume: String?
     public var numClasses: Int?
+    /// Ridge statistics of earlier domains (`--ridge-base`), added to by a ridge probe.
+    public var ridgeBase: URL?
     public init(initWeights: URL?, initConfig: ResNetConfig? = nil, train: ImageDataset, validation: ImageDataset?, test: ImageDataset?,
                 ood: [(name: String, data: ImageDataset)], normalization: Normalization, outDirectory: URL,
                 checkpointEvery: Int, keep: Int, resume: String?, numClasses: Int?) {
@@ -194,6 +196,7 @@ public final class Coordinator {
             opt.tensors["has_momentum"] = SafeTensor(int64s: sgd.hasMomentum.map { $0 ? 1 : 0 }, shape: [sgd.hasMomentum.count])
         }
         if let prior = trainer.featurePrior { opt.tensors.merge(prior.stateTensors()) { $1 } }
+        if let ridge = trainer.ridgeStatistics { files["ridge.safetensors"] = try SafeTensorsFile(tensors: ridge.tensors()).encode() }
         files["optimizer.safetensors"] = try opt.encode()
         let saved = SavedTrainer(state: state, options: options, optionsHash: Coordinator.optionsHash(options), worldSize: comm.size, arch: model.config.arch)
         files["trainer.json"] = [UInt8](try Coordinator.sortedEncoder().encode(saved))
@@ -229,6 +232,10 @@ public final class Coordinator {
         let model = try start()
         trainer = Trainer(model: model, communicator: comm, options: options, train: inputs.train,
                           normalization: inputs.normalization, log: out)
+        if let base = inputs.ridgeBase {
+            let bytes = comm.broadcast(comm.rank == 0 ? try readFile(base) : [], root: 0)
+            trainer.ridgeBase = try RidgeHead(file: try SafeTensorsFile.decode(bytes, source: base.path), source: base.path)
+        }
         if let ref = referenceFromCheckpoint {
             try StateDict.load(ref, into: trainer.reference, source: "checkpoint reference.safetensors")
         }
@@ -339,6 +346,10 @@ public final class Coordinator {
         // final.safetensors: the weights at the end of training
         if comm.rank == 0 {
             try FileManager.default.createDirectory(at: inputs.outDirectory, withIntermediateDirectories: true)
+            if let ridge = trainer.ridgeStatistics {
+                try SafeTensorsFile(tensors: ridge.tensors(), metadata: ["kind": "daft ridge statistics (G = Σφφᵀ, C = Σφyᵀ)"])
+                    .write(to: inputs.outDirectory.appendingPathComponent("ridge.safetensors"))
+            }
             try StateDict.file(model, extraMetadata: metadataExtras).write(to: inputs.outDirectory.appendingPathComponent("final.safetensors"))
         }
         // evaluate the model selected on ID validation

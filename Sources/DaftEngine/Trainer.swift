@@ -100,6 +100,10 @@ public final class Trainer {
     var bucketer: GradientBucketer?
     var l2sp: L2SPPrior?
     public private(set) var featurePrior: FeaturePrior?
+    /// Ridge statistics from an earlier run (earlier domains) that the ridge probe adds its own to (method.md §6).
+    public var ridgeBase: RidgeHead?
+    /// The ridge statistics after the probe (earlier domains + this one), for the checkpoint and OUT/ridge.safetensors.
+    public private(set) var ridgeStatistics: RidgeHead?
     let log: (String) -> Void
 
     public init(model: ResNet, communicator: Communicator, options: TrainingOptions, train: ImageDataset,
@@ -151,6 +155,15 @@ public final class Trainer {
             let ridge = try RidgeHead(inputDimension: ft.dimension, classes: K)
             try ft.features.withUnsafeBufferPointer { try ridge.accumulate(features: $0.baseAddress!, labels: ft.labels, count: ft.count) }
             ridge.allReduce(comm)
+            if let base = ridgeBase {
+                // incremental: G and C of earlier domains plus this one's (new classes as zero columns)
+                guard base.classCount <= K else {
+                    throw ModelError("--ridge-base has \(base.classCount) classes, the head only \(K); pass --num-classes \(base.classCount)")
+                }
+                try ridge.merge(base)
+                log("probe (ridge): added this domain's statistics to \(Int(base.sampleCount)) earlier samples")
+            }
+            ridgeStatistics = ridge
             let chosen = try fv.features.withUnsafeBufferPointer {
                 try ridge.selectLambda(candidates: options.ridgeLambdaGrid, validationFeatures: $0.baseAddress!, labels: fv.labels, communicator: comm)
             }

@@ -38,10 +38,18 @@ public final class ConvWorkspace {
     let gemmOut = FloatBuffer()
     let dxOut = FloatBuffer()
     let flipped = FloatBuffer()
+    let padded = FloatBuffer()
+    let paddedGrad = FloatBuffer()
+    let directWeights = FloatBuffer()
+    let weightGradAcc = FloatBuffer()
+    /// Which 3×3, stride-1, padding-1 convolutions use the direct kernels instead of im2col + `sgemm`.
+    public var directPolicy: DirectConvolutionPolicy
 
-    public init(maxColumnFloats: Int = 8 << 20, cacheColumnFloats: Int = 192 << 10) {
+    public init(maxColumnFloats: Int = 8 << 20, cacheColumnFloats: Int = 192 << 10,
+                directPolicy: DirectConvolutionPolicy = .automatic) {
         self.maxColumnFloats = maxColumnFloats
         self.cacheColumnFloats = cacheColumnFloats
+        self.directPolicy = directPolicy
     }
 
     func samplesPerChunk(patch: Int, outSpatial: Int, batch: Int) -> Int {
@@ -210,6 +218,10 @@ public enum Conv2D {
                                bias: UnsafePointer<Float>?, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>,
                                workspace ws: ConvWorkspace) {
         precondition(xs.c == g.cin, "conv: input has \(xs.c) channels, weight expects \(g.cin)")
+        if usesDirect3x3(g, xs, policy: ws.directPolicy) {
+            direct3x3Forward(x, xs, weight: weight, bias: bias, g, y, workspace: ws)
+            return
+        }
         let ys = g.outputShape(xs)
         let osp = ys.spatial, K = g.patchSize
         let chunk = ws.samplesPerChunk(g, outSpatial: osp, batch: xs.n)
@@ -254,6 +266,10 @@ public enum Conv2D {
                                 dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                 dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
                                 workspace ws: ConvWorkspace) {
+        if usesDirect3x3(g, xs, policy: ws.directPolicy) {
+            direct3x3Backward(x, xs, weight: weight, g, dy: dy, dWeight: dWeight, dBias: dBias, dx: dx, workspace: ws)
+            return
+        }
         let ys = g.outputShape(xs)
         let osp = ys.spatial, K = g.patchSize, hw = xs.spatial
         let viaTransposed = dx != nil && g.isSameStride1

@@ -172,14 +172,44 @@ final class EndToEndTrainingTests: XCTestCase {
         XCTAssertEqual(b["count"] as! Int, 100)
     }
 
+    /// Incremental ridge head (method.md §6): statistics of domain A, then domain B added with --ridge-base,
+    /// equal the joint solve over A ∪ B (same λ grid, same validation set), on 2 ranks.
+    func testEndToEndIncrementalRidgeEqualsJointSolve() throws {
+        let a = dir("ridge-a"), b = dir("ridge-b"), joint = dir("ridge-joint")
+        try run(["data", "export", "--data", "fashion-mnist:target-train@id", "--limit", "60", "--out", a + "-data"])
+        try run(["data", "export", "--data", "fashion-mnist:target-val@rotate", "--limit", "40", "--out", b + "-data"])
+        // the union as one NPY data set
+        let xa = try NpyArray.read(URL(fileURLWithPath: a + "-data/x.npy")), xb = try NpyArray.read(URL(fileURLWithPath: b + "-data/x.npy"))
+        let ya = try NpyArray.read(URL(fileURLWithPath: a + "-data/y.npy")), yb = try NpyArray.read(URL(fileURLWithPath: b + "-data/y.npy"))
+        try FileManager.default.createDirectory(atPath: joint + "-data", withIntermediateDirectories: true)
+        try NpyArray(uint8s: try xa.uint8s() + xb.uint8s(), shape: [100] + Array(xa.shape.dropFirst())).write(to: URL(fileURLWithPath: joint + "-data/x.npy"))
+        try NpyArray(int64s: try ya.int64s() + yb.int64s(), shape: [100]).write(to: URL(fileURLWithPath: joint + "-data/y.npy"))
+        let common = ["finetune", "--method", "lp", "--lp-solver", "ridge", "--init", Self.pretrained,
+                      "--val-data", "npy:\(Self.dataX),\(Self.dataY)", "--batch-size", "16"]
+        try run(common + ["--data", "npy:\(a)-data/x.npy,\(a)-data/y.npy", "--out", a], ranks: 2)
+        try run(common + ["--data", "npy:\(b)-data/x.npy,\(b)-data/y.npy", "--ridge-base", a + "/ridge.safetensors", "--out", b], ranks: 2)
+        try run(common + ["--data", "npy:\(joint)-data/x.npy,\(joint)-data/y.npy", "--out", joint], ranks: 2)
+        let inc = try tensors(b + "/ridge.safetensors"), all = try tensors(joint + "/ridge.safetensors")
+        for name in all.tensors.keys.sorted() where all.tensors[name]!.dtype == .F64 {
+            let x = try inc.tensors[name]!.doubles(), y = try all.tensors[name]!.doubles()
+            let scale = max(y.map { abs($0) }.max() ?? 0, 1e-12)
+            let diff = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(diff / scale, 1e-6, "ridge statistic \(name)")  // float32 features, float64 sums
+        }
+        let d = try maxRelativeDifference(try tensors(b + "/final.safetensors"), try tensors(joint + "/final.safetensors"))
+        XCTAssertLessThan(d, 1e-4, "incremental head differs from the joint head by \(d)")
+    }
+
     /// Every method (and the ablations) runs end to end under mpirun -np 2 on a tiny subset.
     func testEndToEndEveryMethodUnderTwoRanks() throws {
-        for m in ["ft", "lp", "lp-ft", "daft", "lp-ft+conversion", "conversion-only", "fast-head-only", "freeze"] {
-            let r = try run(["finetune", "--method", m, "--init", Self.pretrained, "--data", "npy:\(Self.dataX),\(Self.dataY)",
+        let runs: [(String, [String])] = ["ft", "lp", "lp-ft", "daft", "lp-ft+conversion", "conversion-only", "fast-head-only", "freeze"].map { ($0, []) }
+            + [("daft", ["--prior", "l2sp+feature", "--prior-layers", "layer2,penultimate"]), ("lp-ft", ["--lp-solver", "ridge"])]
+        for (m, extra) in runs {
+            let r = try run(["finetune", "--method", m] + extra + ["--init", Self.pretrained, "--data", "npy:\(Self.dataX),\(Self.dataY)",
                              "--val-data", "npy:\(Self.dataX),\(Self.dataY)", "--ood", "same=npy:\(Self.dataX),\(Self.dataY)",
-                             "--batch-size", "16", "--max-steps", "3", "--epochs", "1", "--lr", "0.001", "--out", dir("m-\(m)")], ranks: 2)
-            XCTAssertTrue(r.stdout.contains("summary: method \(m)"), "\(m): \(r.stdout.suffix(500))")
-            XCTAssertTrue(FileManager.default.fileExists(atPath: dir("m-\(m)") + "/results.json"))
+                             "--batch-size", "16", "--max-steps", "3", "--epochs", "1", "--lr", "0.001", "--out", dir("m-\(m)\(extra.count)")], ranks: 2)
+            XCTAssertTrue(r.stdout.contains("summary: method \(m)"), "\(m) \(extra): \(r.stdout.suffix(500))")
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir("m-\(m)\(extra.count)") + "/results.json"))
         }
     }
 }

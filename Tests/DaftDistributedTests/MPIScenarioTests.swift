@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import DaftInterop
 
 /// Runs `daft-transport scenario NAME` under real `mpirun` (2 and 3 ranks, --oversubscribe).
 final class MPIScenarioTests: XCTestCase {
@@ -91,11 +92,11 @@ final class MPIScenarioTests: XCTestCase {
 
 /// A scenario across two network-namespace "hosts" (real TCP between them), via cluster/netns.sh.
 final class NetworkNamespaceTests: XCTestCase {
-    private let environment = [
+    let environment = [
         "DAFT_NETNS_PREFIX": "dafttest-h", "DAFT_NETNS_BRIDGE": "dafttestbr0", "DAFT_NETNS_NET": "10.231.7",
         "DAFT_NETNS_VETH": "dt", "DAFT_NETNS_STATE": "/run/daft-netns-test",
     ]
-    private var script: String { Harness.packageRoot.appendingPathComponent("cluster/netns.sh").path }
+    var script: String { Harness.packageRoot.appendingPathComponent("cluster/netns.sh").path }
 
     override func setUpWithError() throws {
         try XCTSkipUnless(getuid() == 0, "network namespaces need root")
@@ -124,6 +125,36 @@ final class NetworkNamespaceTests: XCTestCase {
             XCTAssertEqual(run.status, 0, "\(scenario) across namespaces:\n\(run.stdout)\n\(run.stderr)")
             XCTAssertTrue(run.stdout.contains("ok \(scenario) (2 ranks)"), run.stdout + run.stderr)
             XCTAssertTrue(run.stderr.contains("--mca btl tcp"), "the mpirun line is printed: \(run.stderr)")
+        }
+    }
+}
+
+extension NetworkNamespaceTests {
+    /// A real fine-tuning run across 2 namespace "hosts" (1 rank each, TCP between them) gives the result of
+    /// one local rank with the same global batch (SyncBN, gradient buckets, sampler all crossing the network).
+    func testTwoHostTrainingEqualsOneRank() throws {
+        let up = try Harness.run(script, ["up", "2"], environment: environment, timeout: 30)
+        guard up.status == 0 else { throw XCTSkip("could not create network namespaces here: \(up.stderr)") }
+        let daft = try Harness.binary("daft").path
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("daft-netns-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let export = try Harness.run(daft, ["data", "export", "--data", "fashion-mnist:target-train@id", "--limit", "48", "--out", work + "/data"],
+                                     environment: [:], timeout: 120)
+        XCTAssertEqual(export.status, 0, export.stderr)
+        let pretrained = Harness.packageRoot.appendingPathComponent("pretrained/resnet20-fashion-source.safetensors").path
+        let args = ["finetune", "--method", "daft", "--init", pretrained, "--data", "npy:\(work)/data/x.npy,\(work)/data/y.npy",
+                    "--batch-size", "12", "--max-steps", "6", "--epochs", "2", "--lr-head", "0.1", "--lr-backbone", "0.001"]
+        let local = try Harness.run(daft, args + ["--out", work + "/local"], environment: [:], timeout: 300)
+        XCTAssertEqual(local.status, 0, local.stderr)
+        let remote = try Harness.run(script, ["run", "-n", "2", "--", daft] + args + ["--out", work + "/hosts"], environment: environment, timeout: 300)
+        XCTAssertEqual(remote.status, 0, remote.stdout + remote.stderr)
+        let a = try SafeTensorsFile.read(URL(fileURLWithPath: work + "/hosts/final.safetensors"))
+        let b = try SafeTensorsFile.read(URL(fileURLWithPath: work + "/local/final.safetensors"))
+        for (name, t) in b.tensors where t.dtype == .F32 {
+            let x = try a.tensors[name]!.floats(), y = try t.floats()
+            let scale = max(y.map { abs($0) }.max() ?? 0, 1e-3)
+            let diff = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(diff / scale, 1e-5, "\(name) across 2 hosts vs 1 local rank")
         }
     }
 }

@@ -85,16 +85,17 @@ final class GradientCheckTests: XCTestCase {
         return y
     }
 
-    func checkConv(_ g: ConvGeometry, _ xs: Shape4, bias: Bool, maxColumnFloats: Int? = nil, seed: UInt64,
+    func checkConv(_ g: ConvGeometry, _ xs: Shape4, bias: Bool, maxColumnFloats: Int? = nil,
+                   policy: DirectConvolutionPolicy = .automatic, seed: UInt64,
                    file: StaticString = #filePath, line: UInt = #line) {
-        let what = "conv k\(g.kh)x\(g.kw) s\(g.strideH)/\(g.strideW) p\(g.padH)/\(g.padW) \(xs) -> \(g.cout)\(bias ? " +bias" : "")\(maxColumnFloats.map { " chunk≤\($0)" } ?? "")"
+        let what = "conv k\(g.kh)x\(g.kw) s\(g.strideH)/\(g.strideW) p\(g.padH)/\(g.padW) \(xs) -> \(g.cout)\(bias ? " +bias" : "")\(maxColumnFloats.map { " chunk≤\($0)" } ?? "") \(policy)"
         var rng = RNG(seed)
         let ys = g.outputShape(xs)
         let x = Self.f32(rng.normal(xs.count)), w = Self.f32(rng.normal(g.weightCount, scale: 0.3))
         let b: [Double]? = bias ? Self.f32(rng.normal(g.cout)) : nil
         let r = Self.f32(rng.normal(ys.count))
         let dxInit = Self.f32(rng.normal(xs.count)), dwInit = Self.f32(rng.normal(g.weightCount)), dbInit = Self.f32(rng.normal(g.cout))
-        let ws = ConvWorkspace()
+        let ws = ConvWorkspace(directPolicy: policy)
         if let maxColumnFloats { ws.maxColumnFloats = maxColumnFloats }
 
         let xf = Self.floats(x), wf = Self.floats(w), bf = b.map(Self.floats), rf = Self.floats(r)
@@ -143,6 +144,67 @@ final class GradientCheckTests: XCTestCase {
         checkConv(ConvGeometry(cin: 2, cout: 5, kh: 3, kw: 1, strideH: 2, strideW: 1, padH: 1, padW: 0), Shape4(2, 2, 8, 5), bias: true, seed: 11)
         checkConv(ConvGeometry(cin: 4, cout: 2, kh: 1, kw: 3, strideH: 1, strideW: 1, padH: 0, padW: 1), Shape4(3, 4, 4, 6), bias: false, seed: 12)
         checkConv(ConvGeometry(cin: 5, cout: 3, kh: 5, kw: 3, strideH: 1, strideW: 1, padH: 2, padW: 1), Shape4(2, 5, 6, 11), bias: false, seed: 13)
+    }
+
+    /// The direct 3×3 kernels (forward, weight gradient, input gradient through the flipped kernel):
+    /// channel counts that are and are not multiples of the 4-channel block, planes whose padded rows do
+    /// and do not fill whole 24-float tiles, with and without bias; and the im2col path on the same shapes.
+    func testConvDirect3x3() {
+        var seed: UInt64 = 300
+        let cases: [(cin: Int, cout: Int, xs: Shape4)] = [
+            (4, 4, Shape4(2, 4, 4, 4)), (3, 5, Shape4(2, 3, 9, 7)), (1, 16, Shape4(1, 1, 28, 28)),
+            (16, 16, Shape4(1, 16, 10, 10)), (8, 12, Shape4(2, 8, 7, 14)), (12, 8, Shape4(1, 12, 5, 22)),
+            (6, 3, Shape4(3, 6, 1, 5)), (5, 7, Shape4(2, 5, 13, 1)),
+        ]
+        for c in cases {
+            let g = ConvGeometry(cin: c.cin, cout: c.cout, kernel: 3, stride: 1, padding: 1)
+            XCTAssertTrue(Conv2D.usesDirect3x3(g, c.xs, policy: .always))
+            XCTAssertFalse(Conv2D.usesDirect3x3(g, c.xs, policy: .never))
+            for policy in [DirectConvolutionPolicy.always, .never] {
+                for bias in [false, true] {
+                    seed += 1
+                    checkConv(g, c.xs, bias: bias, policy: policy, seed: seed)
+                }
+            }
+        }
+        // the layers of resnet20 on 28×28 that `.automatic` sends to the direct kernels
+        XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 1),
+                                           Shape4(128, 16, 28, 28), policy: .automatic))
+        XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 32, kernel: 3, stride: 2, padding: 1),
+                                            Shape4(128, 16, 28, 28), policy: .always))
+        XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 0),
+                                            Shape4(128, 16, 28, 28), policy: .always))
+    }
+
+    /// Backward with only some of dW, dB, dx requested, on the direct path: the others stay untouched and
+    /// the requested ones match the full backward.
+    func testConvDirect3x3PartialBackward() {
+        var rng = RNG(41)
+        let g = ConvGeometry(cin: 5, cout: 6, kernel: 3, stride: 1, padding: 1), xs = Shape4(2, 5, 6, 9)
+        let ys = g.outputShape(xs)
+        let x = Self.floats(rng.normal(xs.count)), w = Self.floats(rng.normal(g.weightCount)), dy = Self.floats(rng.normal(ys.count))
+        func run(_ wantW: Bool, _ wantB: Bool, _ wantX: Bool, _ policy: DirectConvolutionPolicy) -> ([Float], [Float], [Float]) {
+            var dw = [Float](repeating: 0.5, count: g.weightCount), db = [Float](repeating: 0.5, count: g.cout)
+            var dx = [Float](repeating: 0.5, count: xs.count)
+            let ws = ConvWorkspace(directPolicy: policy)
+            x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in dy.withUnsafeBufferPointer { dp in
+                dw.withUnsafeMutableBufferPointer { dwp in db.withUnsafeMutableBufferPointer { dbp in dx.withUnsafeMutableBufferPointer { dxp in
+                    Conv2D.backward(xp.baseAddress!, xs, weight: wp.baseAddress!, g, dy: dp.baseAddress!,
+                                    dWeight: wantW ? dwp.baseAddress! : nil, dBias: wantB ? dbp.baseAddress! : nil,
+                                    dx: wantX ? dxp.baseAddress! : nil, workspace: ws)
+                } } }
+            } } }
+            return (dw, db, dx)
+        }
+        let full = run(true, true, true, .never)
+        for (wantW, wantB, wantX) in [(true, false, false), (false, true, false), (false, false, true), (false, false, false)] {
+            let r = run(wantW, wantB, wantX, .always)
+            let untouchedW = [Float](repeating: 0.5, count: g.weightCount), untouchedB = [Float](repeating: 0.5, count: g.cout)
+            let untouchedX = [Float](repeating: 0.5, count: xs.count)
+            assertClose(r.0.map(Double.init), (wantW ? full.0 : untouchedW).map(Double.init), rtol: 1e-5, "partial dW")
+            assertClose(r.1.map(Double.init), (wantB ? full.1 : untouchedB).map(Double.init), rtol: 1e-5, "partial dB")
+            assertClose(r.2.map(Double.init), (wantX ? full.2 : untouchedX).map(Double.init), rtol: 1e-5, "partial dx")
+        }
     }
 
     /// A tiny `maxColumnFloats` forces one-sample and few-sample chunks (the paths that write NCHW directly

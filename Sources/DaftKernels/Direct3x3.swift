@@ -1,0 +1,261 @@
+import Foundation
+
+/// Which 3×3, stride-1, padding-1 convolutions `Conv2D` computes with its direct kernels instead of
+/// im2col + OpenBLAS `sgemm`.
+public enum DirectConvolutionPolicy: Equatable, Sendable {
+    /// The layers where the direct kernels measured faster: few channels (`Conv2D.directMaxChannels`) on
+    /// planes at least `Conv2D.directMinSpatial` pixels.
+    case automatic
+    /// Every convolution goes through im2col + `sgemm`.
+    case never
+    /// Every 3×3, stride-1, padding-1 convolution uses the direct kernels (tests and measurements).
+    case always
+}
+
+/// Layout of one zero-padded plane for the direct 3×3 kernels.
+///
+/// A plane of `h×w` is stored with a one-pixel zero border as rows of `wp = w + 2` floats. Output pixel
+/// (oh, ow) gets the flat index `q = oh·wp + ow`, and kernel tap (ki, kj) then reads the padded plane at
+/// `q + ki·wp + kj`: every tap is a constant shift, so a run of 24 consecutive q (three 8-float vectors) is
+/// computed with plain unaligned loads. The q with ow ≥ w are junk columns, never copied out. `q` rounds
+/// `h·wp` up to whole 24-float tiles and `stride` leaves zeroed room for the farthest tap of the last tile.
+struct Direct3x3Layout {
+    let h: Int, w: Int, wp: Int, q: Int, stride: Int
+
+    init(h: Int, w: Int) {
+        self.h = h; self.w = w
+        wp = w + 2
+        q = (h * wp + 23) / 24 * 24
+        stride = (q + 2 * wp + 2 + 7) / 8 * 8
+    }
+
+    /// Copies `channels` planes of `src` (NCHW, h×w each) into `dst` with zero borders and tails, and
+    /// zeroes the planes `channels ..< paddedChannels`.
+    func pad(_ src: UnsafePointer<Float>, channels: Int, paddedChannels: Int, _ dst: UnsafeMutablePointer<Float>) {
+        for c in 0..<channels {
+            let s = src + c * h * w, d = dst + c * stride
+            Vec.zero(d, wp + 1)                       // row 0 and (1, 0)
+            for r in 0..<h {
+                let row = d + (r + 1) * wp + 1
+                Vec.copy(s + r * w, row, w)
+                row[w] = 0; row[w + 1] = 0            // (r+1, w+1) and (r+2, 0)
+            }
+            let tail = (h + 1) * wp + 1
+            Vec.zero(d + tail, stride - tail)
+        }
+        if paddedChannels > channels { Vec.zero(dst + channels * stride, (paddedChannels - channels) * stride) }
+    }
+}
+
+/// A 4 (output channels) × 24 (pixels) accumulator tile: twelve 8-float vectors kept in registers.
+struct Tile4x24 {
+    var c00 = F8(), c01 = F8(), c02 = F8()
+    var c10 = F8(), c11 = F8(), c12 = F8()
+    var c20 = F8(), c21 = F8(), c22 = F8()
+    var c30 = F8(), c31 = F8(), c32 = F8()
+
+    /// Adds w[j]·x[0 ..< 24] to row j, for the four weights w[0 ..< 4].
+    @inline(__always)
+    mutating func add(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>) {
+        let x0 = load8(x), x1 = load8(x + 8), x2 = load8(x + 16)
+        var b = F8(repeating: w[0])
+        c00 = c00.addingProduct(x0, b); c01 = c01.addingProduct(x1, b); c02 = c02.addingProduct(x2, b)
+        b = F8(repeating: w[1])
+        c10 = c10.addingProduct(x0, b); c11 = c11.addingProduct(x1, b); c12 = c12.addingProduct(x2, b)
+        b = F8(repeating: w[2])
+        c20 = c20.addingProduct(x0, b); c21 = c21.addingProduct(x1, b); c22 = c22.addingProduct(x2, b)
+        b = F8(repeating: w[3])
+        c30 = c30.addingProduct(x0, b); c31 = c31.addingProduct(x1, b); c32 = c32.addingProduct(x2, b)
+    }
+
+    /// Stores row j at `out + j·ld`.
+    @inline(__always)
+    func store(_ out: UnsafeMutablePointer<Float>, _ ld: Int) {
+        store8(c00, out); store8(c01, out + 8); store8(c02, out + 16)
+        let o1 = out + ld, o2 = o1 + ld, o3 = o2 + ld
+        store8(c10, o1); store8(c11, o1 + 8); store8(c12, o1 + 16)
+        store8(c20, o2); store8(c21, o2 + 8); store8(c22, o2 + 16)
+        store8(c30, o3); store8(c31, o3 + 8); store8(c32, o3 + 16)
+    }
+}
+
+extension Conv2D {
+    /// `.automatic` uses the direct kernels when input and output channels are at most this many…
+    public static let directMaxChannels = 32
+    /// …and the input plane has at least this many pixels (below it the junk columns and short rows of
+    /// the padded layout cost more than im2col saves).
+    public static let directMinSpatial = 196
+
+    static let tmpOverride: (Int, Int)? = {
+        guard let v = ProcessInfo.processInfo.environment["DAFT_TMP_DIRECT"] else { return nil }
+        let p = v.split(separator: ",").map { Int($0)! }
+        return (p[0], p[1])
+    }()
+    /// Whether `forward`/`backward` take the direct 3×3 path for this geometry and input under `policy`.
+    public static func usesDirect3x3(_ g: ConvGeometry, _ xs: Shape4, policy: DirectConvolutionPolicy) -> Bool {
+        guard g.kh == 3 && g.kw == 3 && g.strideH == 1 && g.strideW == 1 && g.padH == 1 && g.padW == 1 else { return false }
+        switch policy {
+        case .never: return false
+        case .always: return true
+        case .automatic:
+            if let t = tmpOverride { return g.cin <= t.0 && g.cout <= t.0 && xs.spatial >= t.1 }
+            return g.cin <= directMaxChannels && g.cout <= directMaxChannels && xs.spatial >= directMinSpatial
+        }
+    }
+
+    /// Packs `cout × cin × 9` weights as `⌈cout/4⌉` blocks of `cin·9` groups of 4 output channels (zero for
+    /// channels past `cout`); with `flipTransposed` it packs the input-gradient weights instead, whose
+    /// output channels are `cin`, input channels `cout`, taps reversed.
+    static func packDirect3x3(_ w: UnsafePointer<Float>, cin: Int, cout: Int, flipTransposed: Bool,
+                              _ dst: UnsafeMutablePointer<Float>) {
+        let outC = flipTransposed ? cin : cout, inC = flipTransposed ? cout : cin
+        let blocks = (outC + 3) / 4
+        for b in 0..<blocks {
+            for i in 0..<inC {
+                for t in 0..<9 {
+                    let d = dst + ((b * inC + i) * 9 + t) * 4
+                    for j in 0..<4 {
+                        let o = b * 4 + j
+                        if o >= outC { d[j] = 0; continue }
+                        d[j] = flipTransposed ? w[(i * cin + o) * 9 + 8 - t] : w[(o * cin + i) * 9 + t]
+                    }
+                }
+            }
+        }
+    }
+
+    /// out[o, q] = Σ_i Σ_t pw[o, i, t] · p[i, q + shift(t)] for every q-tile, `blocks` groups of 4 output
+    /// channels; `p` holds `inC` padded planes of layout `L`, `out` rows are `L.q` floats.
+    static func direct3x3Planes(_ p: UnsafePointer<Float>, inC: Int, _ L: Direct3x3Layout,
+                                packed pw: UnsafePointer<Float>, blocks: Int, _ out: UnsafeMutablePointer<Float>) {
+        let wp = L.wp, S = L.stride, Q = L.q
+        var q = 0
+        while q < Q {
+            for b in 0..<blocks {
+                var t = Tile4x24()
+                var wk = pw + b * inC * 36
+                var src = p + q
+                for _ in 0..<inC {
+                    var r = src
+                    for _ in 0..<3 {
+                        t.add(r, wk); t.add(r + 1, wk + 4); t.add(r + 2, wk + 8)
+                        wk += 12; r += wp
+                    }
+                    src += S
+                }
+                t.store(out + b * 4 * Q + q, Q)
+            }
+            q += 24
+        }
+    }
+
+    /// Forward of a 3×3, stride-1, padding-1 convolution, one sample at a time: pad, direct kernel,
+    /// copy the valid columns out (adding the bias).
+    static func direct3x3Forward(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>,
+                                 bias: UnsafePointer<Float>?, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>,
+                                 workspace ws: ConvWorkspace) {
+        let L = Direct3x3Layout(h: xs.h, w: xs.w)
+        let hw = xs.spatial, blocks = (g.cout + 3) / 4
+        let pw = ws.directWeights.reserve(blocks * 4 * g.cin * 9)
+        packDirect3x3(weight, cin: g.cin, cout: g.cout, flipTransposed: false, pw)
+        let p = ws.padded.reserve(g.cin * L.stride)
+        let out = ws.gemmOut.reserve(blocks * 4 * L.q)
+        for n in 0..<xs.n {
+            L.pad(x + n * g.cin * hw, channels: g.cin, paddedChannels: g.cin, p)
+            direct3x3Planes(p, inC: g.cin, L, packed: pw, blocks: blocks, out)
+            for co in 0..<g.cout {
+                let src = out + co * L.q, dst = y + (n * g.cout + co) * hw
+                for oh in 0..<xs.h {
+                    if let bias {
+                        Vec.copyAddingScalar(src + oh * L.wp, bias[co], dst + oh * xs.w, xs.w)
+                    } else {
+                        Vec.copy(src + oh * L.wp, dst + oh * xs.w, xs.w)
+                    }
+                }
+            }
+        }
+    }
+
+    /// acc[o, i, t] += Σ_q dy[o, q] · x[i, q + shift(t)] as 8-lane partial sums, for one sample: `pd` holds
+    /// `4·blocks` padded dy planes, `px` the `cin` padded input planes, `acc` is `4·blocks × cin × 9` vectors.
+    static func direct3x3WeightGradPlanes(_ px: UnsafePointer<Float>, cin: Int, _ pd: UnsafePointer<Float>, blocks: Int,
+                                          _ L: Direct3x3Layout, _ acc: UnsafeMutablePointer<Float>) {
+        let wp = L.wp, S = L.stride, Q = L.q
+        for b in 0..<blocks {
+            // dy[o, oh, ow] sits at padded index q + wp + 1; it is zero at every junk q
+            let d0 = pd + b * 4 * S + wp + 1, d1 = d0 + S, d2 = d1 + S, d3 = d2 + S
+            for i in 0..<cin {
+                for ki in 0..<3 {
+                    let xr = px + i * S + ki * wp
+                    var t = Tile4x24()
+                    var q = 0
+                    while q < Q {
+                        let x0 = load8(xr + q), x1 = load8(xr + q + 1), x2 = load8(xr + q + 2)
+                        var d = load8(d0 + q)
+                        t.c00 = t.c00.addingProduct(d, x0); t.c01 = t.c01.addingProduct(d, x1); t.c02 = t.c02.addingProduct(d, x2)
+                        d = load8(d1 + q)
+                        t.c10 = t.c10.addingProduct(d, x0); t.c11 = t.c11.addingProduct(d, x1); t.c12 = t.c12.addingProduct(d, x2)
+                        d = load8(d2 + q)
+                        t.c20 = t.c20.addingProduct(d, x0); t.c21 = t.c21.addingProduct(d, x1); t.c22 = t.c22.addingProduct(d, x2)
+                        d = load8(d3 + q)
+                        t.c30 = t.c30.addingProduct(d, x0); t.c31 = t.c31.addingProduct(d, x1); t.c32 = t.c32.addingProduct(d, x2)
+                        q &+= 8
+                    }
+                    // vectors of (o = 4b + j, i, t = 3ki + kj) are 8 floats apart along t
+                    let a0 = acc + ((b * 4 * cin + i) * 9 + ki * 3) * 8, rowStride = cin * 9 * 8
+                    let a1 = a0 + rowStride, a2 = a1 + rowStride, a3 = a2 + rowStride
+                    store8(load8(a0) + t.c00, a0); store8(load8(a0 + 8) + t.c01, a0 + 8); store8(load8(a0 + 16) + t.c02, a0 + 16)
+                    store8(load8(a1) + t.c10, a1); store8(load8(a1 + 8) + t.c11, a1 + 8); store8(load8(a1 + 16) + t.c12, a1 + 16)
+                    store8(load8(a2) + t.c20, a2); store8(load8(a2 + 8) + t.c21, a2 + 8); store8(load8(a2 + 16) + t.c22, a2 + 16)
+                    store8(load8(a3) + t.c30, a3); store8(load8(a3 + 8) + t.c31, a3 + 8); store8(load8(a3 + 16) + t.c32, a3 + 16)
+                }
+            }
+        }
+    }
+
+    /// Backward of a 3×3, stride-1, padding-1 convolution, one sample at a time: dW by the direct
+    /// reduction, dx as the direct convolution of padded dy with the flipped, transposed kernel.
+    static func direct3x3Backward(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>, _ g: ConvGeometry,
+                                  dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
+                                  dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
+                                  workspace ws: ConvWorkspace) {
+        let L = Direct3x3Layout(h: xs.h, w: xs.w)
+        let hw = xs.spatial
+        let outBlocks = (g.cout + 3) / 4, inBlocks = (g.cin + 3) / 4
+        if let dBias {
+            for co in 0..<g.cout {
+                var s: Float = 0
+                for n in 0..<xs.n { s += Vec.sum(dy + (n * g.cout + co) * hw, hw) }
+                dBias[co] += s
+            }
+        }
+        if dWeight == nil && dx == nil { return }
+        let pd = ws.paddedGrad.reserve(outBlocks * 4 * L.stride)
+        let px = dWeight != nil ? ws.padded.reserve(g.cin * L.stride) : ws.padded.pointer
+        let accCount = outBlocks * 4 * g.cin * 9 * 8
+        let acc = dWeight != nil ? ws.weightGradAcc.reserve(accCount) : ws.weightGradAcc.pointer
+        if dWeight != nil { Vec.zero(acc, accCount) }
+        let pw = dx != nil ? ws.directWeights.reserve(inBlocks * 4 * g.cout * 9) : ws.directWeights.pointer
+        let out = dx != nil ? ws.dxOut.reserve(inBlocks * 4 * L.q) : ws.dxOut.pointer
+        if dx != nil { packDirect3x3(weight, cin: g.cin, cout: g.cout, flipTransposed: true, pw) }
+        for n in 0..<xs.n {
+            L.pad(dy + n * g.cout * hw, channels: g.cout, paddedChannels: outBlocks * 4, pd)
+            if dWeight != nil {
+                L.pad(x + n * g.cin * hw, channels: g.cin, paddedChannels: g.cin, px)
+                direct3x3WeightGradPlanes(px, cin: g.cin, pd, blocks: outBlocks, L, acc)
+            }
+            if let dx {
+                direct3x3Planes(pd, inC: g.cout, L, packed: pw, blocks: inBlocks, out)
+                for ci in 0..<g.cin {
+                    let src = out + ci * L.q, dst = dx + (n * g.cin + ci) * hw
+                    for ih in 0..<xs.h { Vec.addInPlace(src + ih * L.wp, dst + ih * xs.w, xs.w) }
+                }
+            }
+        }
+        if let dWeight {
+            for co in 0..<g.cout {
+                for k in 0..<(g.cin * 9) { dWeight[co * g.cin * 9 + k] += load8(acc + (co * g.cin * 9 + k) * 8).sum() }
+            }
+        }
+    }
+}
