@@ -5,6 +5,7 @@ import DaftModels
 import DaftData
 import DaftInterop
 import DaftEngine
+import DaftDistributed
 import DaftCoordinator
 
 /// Prints one JSON object on the last line of stdout (for scripts).
@@ -145,17 +146,25 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         BLASThreads.set(threads)
+        let comm = Communicators.fromEnvironment()
         let d = input.split(separator: "x").compactMap { Int($0) }
         guard d.count == 3, d.allSatisfy({ $0 > 0 }) else { throw CLIError("--input wants CxHxW, e.g. 1x28x28, got '\(input)'") }
         let w = widths.map { $0.split(separator: ",").compactMap { Int($0) } }
         let cfg = try ResNetConfig.named(arch, inChannels: d[0], numClasses: numClasses, widths: w)
-        let r = try StepBenchmark(config: cfg, channels: d[0], height: d[1], width: d[2], batch: batch, steps: steps).run()
-        print(String(format: "%@ %@ batch %d threads %d: %.1f img/s, %.1f ms/step (forward+loss %.1f, backward+sgd %.1f), %.1f GFLOP/s = %.0f%% of measured sgemm peak %.1f GFLOP/s",
-                     r.arch, r.input, r.batch, r.threads, r.imagesPerSecond, r.stepMilliseconds, r.forwardMilliseconds, r.backwardMilliseconds,
-                     r.gflops, r.percentOfPeak, r.sgemmPeakGflops))
+        let r = try StepBenchmark(config: cfg, channels: d[0], height: d[1], width: d[2], batch: batch, steps: steps).run(communicator: comm)
+        guard comm.rank == 0 else { return }
+        var line = String(format: "%@ %@ global batch %d on %d rank(s), %d BLAS thread(s): %.1f img/s, %.1f ms/step, %.1f GFLOP/s = %.0f%% of measured sgemm peak %.1f GFLOP/s",
+                          r.arch, r.input, r.batch, r.ranks, r.threads, r.imagesPerSecond, r.stepMilliseconds, r.gflops, r.percentOfPeak, r.sgemmPeakGflops)
+        if let h = r.allReduceHiddenFraction, let b = r.allReduceBlockedMilliseconds {
+            line += String(format: "; gradient all-reduce %.0f%% hidden behind backward, %.1f ms/step blocked", 100 * h, b)
+        }
+        print(line)
         if json {
-            try printJSON(["images_per_s": r.imagesPerSecond, "gflops": r.gflops, "step_ms": r.stepMilliseconds, "sgemm_peak_gflops": r.sgemmPeakGflops,
-                           "percent_of_peak": r.percentOfPeak, "arch": r.arch, "batch": r.batch, "threads": r.threads])
+            var o: [String: Any] = ["images_per_s": r.imagesPerSecond, "gflops": r.gflops, "step_ms": r.stepMilliseconds,
+                                    "sgemm_peak_gflops": r.sgemmPeakGflops, "percent_of_peak": r.percentOfPeak, "arch": r.arch,
+                                    "batch": r.batch, "ranks": r.ranks, "threads": r.threads]
+            if let h = r.allReduceHiddenFraction { o["allreduce_hidden_fraction"] = h }
+            try printJSON(o)
         }
     }
 }

@@ -1,14 +1,19 @@
 import Foundation
 import DaftKernels
 import DaftModels
+import DaftData
+import DaftDistributed
 
-/// Training-step throughput of a model on synthetic data (what `daft bench` prints).
+/// Training-step throughput (what `daft bench` prints): the real `Trainer.trainStep` — batch assembly,
+/// forward with (synchronized) BN, loss, backward with overlapped gradient buckets, SGD — on synthetic
+/// images. Under `mpirun -np W` the global batch is split over the ranks, so images/s is the whole job's.
 public struct StepBenchmark {
-    /// What one benchmark run measured.
+    /// What one benchmark run measured (identical on every rank).
     public struct Result: Codable {
         public var arch: String
         public var input: String
         public var batch: Int
+        public var ranks: Int
         public var threads: Int
         public var steps: Int
         public var imagesPerSecond: Double
@@ -16,8 +21,9 @@ public struct StepBenchmark {
         public var gflops: Double
         public var sgemmPeakGflops: Double
         public var percentOfPeak: Double
-        public var forwardMilliseconds: Double
-        public var backwardMilliseconds: Double
+        /// Share of the gradient all-reduce time hidden behind backward (multi-rank only).
+        public var allReduceHiddenFraction: Double?
+        public var allReduceBlockedMilliseconds: Double?
     }
 
     public var config: ResNetConfig
@@ -31,41 +37,49 @@ public struct StepBenchmark {
         self.batch = batch; self.steps = steps; self.warmup = warmup
     }
 
-    /// Runs forward + backward + SGD step `warmup + steps` times on one random batch (like the PyTorch anchor).
-    public func run() throws -> Result {
+    public func run(communicator comm: Communicator = SingleProcessCommunicator()) throws -> Result {
+        var rng = DaftKernels.SplitMix64(seed: 42)
+        let n = batch * (warmup + steps)
+        let pixels = (0..<(n * channels * height * width)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let labels = (0..<n).map { _ in Int32(rng.next() % UInt64(config.numClasses)) }
+        let data = try ImageDataset(name: "synthetic", channels: channels, height: height, width: width,
+                                    numClasses: config.numClasses, pixels: pixels, labels: labels)
+        var options = TrainingOptions()
+        options.method = .ft
+        options.batchSize = batch
+        options.epochs = 1
+        options.augment = false
+        options.lrHead = 0.01; options.lrBackbone = 0.01
         let model = ResNet(config)
-        let xs = Shape4(batch, channels, height, width)
-        var rng = SplitMix64(seed: 42)
-        let x = (0..<xs.count).map { _ in Float(rng.nextNormal()) }
-        let y = (0..<batch).map { _ in Int32(rng.next() % UInt64(config.numClasses)) }
-        let sgd = SGD(store: model.store, groups: SGD.backboneAndHead(store: model.store, lrBackbone: 0.05, lrHead: 0.05))
-        var fwd = 0.0, bwd = 0.0, total = 0.0
-        for it in 0..<(warmup + steps) {
+        let trainer = Trainer(model: model, communicator: comm, options: options, train: data,
+                              normalization: Normalization(mean: Array(repeating: 0.5, count: channels), std: Array(repeating: 0.25, count: channels)),
+                              log: { _ in })
+        try trainer.prepareFineTune()
+        var total = 0.0, blocked = 0.0, hidden = 0.0, communication = 0.0
+        for step in 0..<(warmup + steps) {
+            comm.barrier()
             let t0 = DispatchTime.now().uptimeNanoseconds
-            model.store.zeroGradients()
-            try x.withUnsafeBufferPointer { try model.forward($0.baseAddress!, xs, training: true) }
-            _ = y.withUnsafeBufferPointer {
-                CrossEntropy.forwardBackward(logits: model.logits.pointer, labels: $0.baseAddress!, batch: batch,
-                                             classes: config.numClasses, gradScale: 1 / Float(batch), dLogits: model.dLogits.pointer)
-            }
-            let t1 = DispatchTime.now().uptimeNanoseconds
-            model.backward()
-            sgd.step()
-            let t2 = DispatchTime.now().uptimeNanoseconds
-            if it >= warmup {
-                fwd += Double(t1 - t0) / 1e9; bwd += Double(t2 - t1) / 1e9; total += Double(t2 - t0) / 1e9
+            _ = try trainer.trainStep(epoch: 0, step: step)
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if step >= warmup {
+                total += dt
+                if let s = trainer.bucketStats { blocked += s.blockedSeconds; hidden += s.hiddenSeconds; communication += s.communicationSeconds }
             }
         }
+        var t = [total]
+        comm.allReduceSum(&t)                      // the job's step time: mean over ranks
+        total = t[0] / Double(comm.size)
         let macs = Double(model.forwardMACs(channels: channels, height: height, width: width))
         // training ≈ forward + 2× for backward (input and weight gradients); the stem needs no input gradient
         let stemMacs = Double(model.stem.geometry.forwardMACs(Shape4(1, channels, height, width)))
         let flopsPerImage = 2 * (3 * macs - stemMacs)
         let ips = Double(batch * steps) / total
         let gflops = flopsPerImage * ips / 1e9
-        let peak = GemmPeak.measure()
-        return Result(arch: config.arch, input: "\(channels)x\(height)x\(width)", batch: batch, threads: BLASThreads.current,
-                      steps: steps, imagesPerSecond: ips, stepMilliseconds: total / Double(steps) * 1000, gflops: gflops,
-                      sgemmPeakGflops: peak, percentOfPeak: 100 * gflops / peak,
-                      forwardMilliseconds: fwd / Double(steps) * 1000, backwardMilliseconds: bwd / Double(steps) * 1000)
+        let peak = GemmPeak.measure() * Double(comm.size)
+        return Result(arch: config.arch, input: "\(channels)x\(height)x\(width)", batch: batch, ranks: comm.size,
+                      threads: BLASThreads.current, steps: steps, imagesPerSecond: ips, stepMilliseconds: total / Double(steps) * 1000,
+                      gflops: gflops, sgemmPeakGflops: peak, percentOfPeak: 100 * gflops / peak,
+                      allReduceHiddenFraction: comm.size > 1 && communication > 0 ? hidden / communication : nil,
+                      allReduceBlockedMilliseconds: comm.size > 1 ? blocked / Double(steps) * 1000 : nil)
     }
 }

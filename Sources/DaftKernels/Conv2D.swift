@@ -85,6 +85,8 @@ extension ConvGeometry {
 /// (`ConvWorkspace.cacheColumnFloats`); a one-sample chunk writes and reads NCHW directly, larger chunks go
 /// through a channel-major buffer. For stride-1 "same" convolutions the input gradient is computed as the
 /// convolution of dy with the flipped, transposed kernel (im2col of dy + GEMM) instead of GEMM + col2im.
+/// 3×3, stride-1, padding-1 convolutions selected by `ConvWorkspace.directPolicy` skip im2col and OpenBLAS
+/// altogether and run the direct register-tiled kernels of `Direct3x3.swift` (forward, dW, dx).
 public enum Conv2D {
     /// Lays the patches of samples `n0 ..< n0+nc` of `x` out as columns of `col` (row stride `nc·Ho·Wo`).
     public static func im2col(_ x: UnsafePointer<Float>, _ xs: Shape4, _ g: ConvGeometry, n0: Int, nc: Int,
@@ -117,17 +119,33 @@ public enum Conv2D {
                                 Vec.copy(srow + (lo - g.padW + kj), dst + lo, hi - lo)
                                 for i in hi..<wo { dst[i] = 0 }
                             } else {
-                                var iw = -g.padW + kj
-                                for ow in 0..<wo {
-                                    dst[ow] = (iw >= 0 && iw < xs.w) ? srow[iw] : 0
-                                    iw += g.strideW
-                                }
+                                gatherStrided(srow, width: xs.w, offset: kj - g.padW, stride: g.strideW, dst, wo)
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// dst[ow] = row[ow·stride + offset] where that is inside 0 ..< width, else 0. Stride 2 takes the even
+    /// lanes of 16-float loads that stay inside the row.
+    @inline(__always)
+    static func gatherStrided(_ row: UnsafePointer<Float>, width: Int, offset: Int, stride: Int,
+                              _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+        let lo = offset >= 0 ? 0 : min(count, (stride - 1 - offset) / stride)
+        let hi = width - 1 - offset < 0 ? lo : max(lo, min(count, (width - 1 - offset) / stride + 1))
+        for i in 0..<lo { dst[i] = 0 }
+        var ow = lo
+        if stride == 2 {
+            while ow &+ 8 <= hi && 2 &* ow &+ offset &+ 16 <= width {
+                let v = UnsafeRawPointer(row + (2 &* ow &+ offset)).loadUnaligned(as: SIMD16<Float>.self)
+                store8(v.evenHalf, dst + ow)
+                ow &+= 8
+            }
+        }
+        while ow < hi { dst[ow] = row[ow &* stride &+ offset]; ow &+= 1 }
+        for i in hi..<count { dst[i] = 0 }
     }
 
     /// im2col of a stride-1 convolution whose output has the input's size: every (ci, ki, kj) row of a

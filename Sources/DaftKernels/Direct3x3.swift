@@ -86,11 +86,6 @@ extension Conv2D {
     /// the padded layout cost more than im2col saves).
     public static let directMinSpatial = 196
 
-    static let tmpOverride: (Int, Int)? = {
-        guard let v = ProcessInfo.processInfo.environment["DAFT_TMP_DIRECT"] else { return nil }
-        let p = v.split(separator: ",").map { Int($0)! }
-        return (p[0], p[1])
-    }()
     /// Whether `forward`/`backward` take the direct 3×3 path for this geometry and input under `policy`.
     public static func usesDirect3x3(_ g: ConvGeometry, _ xs: Shape4, policy: DirectConvolutionPolicy) -> Bool {
         guard g.kh == 3 && g.kw == 3 && g.strideH == 1 && g.strideW == 1 && g.padH == 1 && g.padW == 1 else { return false }
@@ -98,7 +93,6 @@ extension Conv2D {
         case .never: return false
         case .always: return true
         case .automatic:
-            if let t = tmpOverride { return g.cin <= t.0 && g.cout <= t.0 && xs.spatial >= t.1 }
             return g.cin <= directMaxChannels && g.cout <= directMaxChannels && xs.spatial >= directMinSpatial
         }
     }

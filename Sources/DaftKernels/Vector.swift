@@ -34,7 +34,7 @@ enum Vec {
     /// dst[i] = src[i].
     @inline(__always)
     static func copy(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
-        // long spans: libc's memmove uses the widest vectors the CPU has (this target is baseline x86-64)
+        // long spans: libc's memmove picks the widest vectors the CPU has at run time
         if n >= 128 { dst.update(from: src, count: n); return }
         var i = 0
         while i &+ 8 <= n { store8(load8(src + i), dst + i); i &+= 8 }

@@ -146,6 +146,18 @@ final class GradientCheckTests: XCTestCase {
         checkConv(ConvGeometry(cin: 5, cout: 3, kh: 5, kw: 3, strideH: 1, strideW: 1, padH: 2, padW: 1), Shape4(2, 5, 6, 11), bias: false, seed: 13)
     }
 
+    /// Stride-2 rows wide enough for the vectorised even-lane gather of im2col (and its scalar edges).
+    func testConvStride2WideRows() {
+        var seed: UInt64 = 400
+        for (k, p) in [(3, 1), (1, 0), (3, 0), (5, 2)] {
+            for w in [37, 40] {
+                seed += 1
+                checkConv(ConvGeometry(cin: 2, cout: 3, kh: k, kw: k, strideH: 2, strideW: 2, padH: p, padW: p),
+                          Shape4(2, 2, 5, w), bias: true, seed: seed)
+            }
+        }
+    }
+
     /// The direct 3×3 kernels (forward, weight gradient, input gradient through the flipped kernel):
     /// channel counts that are and are not multiples of the 4-channel block, planes whose padded rows do
     /// and do not fill whole 24-float tiles, with and without bias; and the im2col path on the same shapes.
