@@ -105,7 +105,9 @@ public final class ResNet {
     var poolShape = Shape4(0, 0, 0, 0)
     public let features = FloatBuffer(), dFeatures = FloatBuffer()
     public let logits = FloatBuffer(), dLogits = FloatBuffer()
-    var inputPointer: UnsafePointer<Float>?
+    /// The model's own copy of the last forward's input (the stem's weight gradient needs it in backward,
+    /// after the caller's array may be gone).
+    let input = FloatBuffer()
     public private(set) var batch = 0
 
     /// BN behaviour for trainable stages during training.
@@ -205,7 +207,9 @@ public final class ResNet {
     public func forward(_ x: UnsafePointer<Float>, _ xs: Shape4, training: Bool) throws {
         precondition(xs.c == config.inChannels, "input has \(xs.c) channels, model expects \(config.inChannels)")
         inputShape = xs
-        inputPointer = x
+        input.reserve(xs.count)
+        input.pointer.update(from: x, count: xs.count)
+        let x = UnsafePointer(input.pointer)
         batch = xs.n
         func mode(_ stage: Int) -> BatchNormMode { (training && stage >= trainableFromStage) ? trainBatchNormMode : .eval }
         try stem.forward(x, xs, mode: mode(0), context: context)
@@ -277,7 +281,7 @@ public final class ResNet {
             stem.dOut.zero(stem.outShape.count)
             Elementwise.maxPoolBackwardAdd(dPoolOut.pointer, outputCount: poolShape.count, argmax: poolArgmax, stem.dOut.pointer)
         }
-        stem.backward(inputPointer!, dx: nil, context: ctx)
+        stem.backward(UnsafePointer(input.pointer), dx: nil, context: ctx)
     }
 
     /// The input of block (stage, block) and the buffer receiving its gradient.

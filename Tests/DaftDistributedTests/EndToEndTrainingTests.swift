@@ -135,8 +135,18 @@ final class EndToEndTrainingTests: XCTestCase {
         _ = Glibc.system("pkill -9 -f 'daft finetune.*\(out)' >/dev/null 2>&1")
         p.waitUntilExit()
         XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/final.safetensors"), "the run finished before it was killed")
+        // damage the newest checkpoint (flip one byte of its weights): resume must say so and use the previous one
+        let valid = try FileManager.default.contentsOfDirectory(atPath: ckpts.path)
+            .filter { $0.hasPrefix("ckpt-") && FileManager.default.fileExists(atPath: ckpts.path + "/" + $0 + "/manifest.json") }.sorted()
+        XCTAssertGreaterThanOrEqual(valid.count, 2, "\(valid)")
+        let newest = ckpts.appendingPathComponent(valid.last!).appendingPathComponent("weights.safetensors")
+        var bytes = try Data(contentsOf: newest)
+        bytes[bytes.count - 5] ^= 0x40
+        try bytes.write(to: newest)
         let resumed = try run(common + ["--out", out, "--resume", "auto"], ranks: 2)
-        XCTAssertTrue(resumed.stdout.contains("resume:"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("resume: skipping"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains(valid.last!) && resumed.stdout.contains("checksum"), resumed.stdout)
+        XCTAssertTrue(resumed.stdout.contains("resume: \(ckpts.path)/\(valid[valid.count - 2])"), resumed.stdout)
         XCTAssertEqual(try tensors(out + "/final.safetensors").tensors, try tensors(dir("full") + "/final.safetensors").tensors)
     }
 
@@ -198,6 +208,32 @@ final class EndToEndTrainingTests: XCTestCase {
         }
         let d = try maxRelativeDifference(try tensors(b + "/final.safetensors"), try tensors(joint + "/final.safetensors"))
         XCTAssertLessThan(d, 1e-4, "incremental head differs from the joint head by \(d)")
+    }
+
+    /// Bad input: one line on stderr naming the file or flag and what is wrong, non-zero exit, no crash.
+    func testEndToEndBadInputGivesOneLineErrors() throws {
+        let bin = try Harness.binary("daft").path
+        let data = "npy:\(Self.dataX),\(Self.dataY)"
+        let cases: [([String], String)] = [
+            (["finetune", "--init", "/nonexistent/w.safetensors", "--data", data, "--out", dir("bad1")], "/nonexistent/w.safetensors"),
+            (["finetune", "--method", "magic", "--init", Self.pretrained, "--data", data], "unknown --method 'magic'"),
+            (["finetune", "--init", Self.dataX, "--data", data, "--out", dir("bad2")], Self.dataX),
+            (["finetune", "--init", Self.pretrained, "--data", "npy:/nonexistent/x.npy,/nonexistent/y.npy"], "/nonexistent/x.npy"),
+            (["finetune", "--init", Self.pretrained, "--data", "fashion-mnist:nosuchsplit"], "nosuchsplit"),
+            (["evaluate", "--weights", Self.pretrained, "--data", data, "--limit", "10"], ""),   // fine: control case
+            (["bench", "--arch", "resnet99"], "unknown --arch 'resnet99'"),
+        ]
+        for (args, needle) in cases {
+            let r = try Harness.run(bin, args, environment: [:], timeout: 120)
+            if needle.isEmpty { XCTAssertEqual(r.status, 0, r.stderr); continue }
+            XCTAssertNotEqual(r.status, 0, "\(args) should fail")
+            let lines = r.stderr.split(separator: "\n").filter { !$0.isEmpty }
+            XCTAssertEqual(lines.count, 1, "\(args): expected one line, got:\n\(r.stderr)")
+            XCTAssertTrue(r.stderr.contains(needle), "\(args): '\(needle)' not in: \(r.stderr)")
+        }
+        // a model whose head has fewer classes than the data's labels
+        let r = try Harness.run(bin, ["evaluate", "--weights", Self.pretrained, "--data", "npy:\(Self.dataX),\(Self.dataY)"], environment: [:], timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stderr)
     }
 
     /// Every method (and the ablations) runs end to end under mpirun -np 2 on a tiny subset.
