@@ -17,6 +17,17 @@ let kernelSwiftSettings: [SwiftSetting] = ProcessInfo.processInfo.environment["D
 let kernelSwiftSettings: [SwiftSetting] = []
 #endif
 
+// DaftKernelsAVX512 holds 16-lane (zmm) versions of the direct 3×3 kernels, compiled for the x86-64-v4
+// feature level (AVX-512 F/CD/BW/DQ/VL; the frontend takes the CPU name "skylake-avx512" for it) whatever
+// DAFT_PORTABLE says: DaftKernels calls into it only after CCPUID's cpuid/xgetbv probe reported those
+// features and the OS's zmm state support, so CPUs without AVX-512 never execute it. DAFT_NO_AVX512=1 in the
+// environment of a run keeps the 8-lane kernels (see `DirectKernelISA`).
+#if arch(x86_64)
+let avx512SwiftSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
+#else
+let avx512SwiftSettings: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "daft",
     products: [
@@ -38,7 +49,10 @@ let package = Package(
         .target(name: "CMPIShim", dependencies: ["CMPI"], path: "Sources/CMPIShim"),
 
         // kernels: float32 tensors and forward/backward kernels on OpenBLAS.
-        .target(name: "DaftKernels", dependencies: ["CBLAS"], swiftSettings: kernelSwiftSettings),
+        .target(name: "DaftKernels", dependencies: ["CBLAS", "CCPUID", "DaftKernelsAVX512"], swiftSettings: kernelSwiftSettings),
+        // AVX-512 direct 3×3 kernels (run-time dispatched from DaftKernels) and the cpuid probe that guards them.
+        .target(name: "DaftKernelsAVX512", swiftSettings: avx512SwiftSettings),
+        .target(name: "CCPUID", path: "Sources/CCPUID"),
         // interop: safetensors read/write (torchvision state_dict names).
         .target(name: "DaftInterop"),
         // distributed transport: communicator (MPI or single process), gradient buckets, sampler.
@@ -60,13 +74,16 @@ let package = Package(
         // transport tool: all-reduce micro-benchmark and the MPI scenarios the transport tests run under mpirun.
         .executableTarget(name: "DaftTransportTool", dependencies: ["DaftDistributed"]),
 
+        // fixtures and closeness checks shared by the test targets (no XCTest, no product uses it)
+        .target(name: "DaftTestSupport", dependencies: ["DaftInterop", "DaftModels"], path: "Tests/Support"),
+
         .testTarget(name: "DaftKernelsTests", dependencies: ["DaftKernels"]),
         .testTarget(name: "DaftInteropTests", dependencies: ["DaftInterop"]),
         // transport scenarios under mpirun, and the few heavy end-to-end runs of `daft` under mpirun (EndToEnd*).
         .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed", "DaftInterop"]),
-        .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels"]),
+        .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels", "DaftTestSupport"]),
         .testTarget(name: "DaftDataTests", dependencies: ["DaftData", "DaftInterop"]),
-        .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine"]),
+        .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine", "DaftTestSupport"]),
         .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator"]),
     ],
     swiftLanguageModes: [.v5]

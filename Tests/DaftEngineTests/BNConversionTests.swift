@@ -1,4 +1,5 @@
 import XCTest
+import DaftTestSupport
 import DaftInterop
 import DaftKernels
 import DaftModels
@@ -8,8 +9,8 @@ import DaftDistributed
 /// DAFT BN conversion (method.md §2) against an independent PyTorch computation of the same formula
 /// (Tests/Fixtures/bn_conversion.safetensors), the function-preservation property, and 2 ranks ≡ 1 rank.
 final class BNConversionTests: XCTestCase {
-    let fixture = try! EngineFixtures.load("bn_conversion.safetensors")
-    var data: [Float] { try! fixture.engineFloats("data") }
+    let fixture = try! TestFixtures.load("bn_conversion.safetensors")
+    var data: [Float] { try! fixture.fixtureFloats("data") }
     var batchSize: Int { Int(fixture.metadata["batch_size"]!)! }
 
     func logits(_ model: ResNet, _ x: [Float], _ n: Int) throws -> [Float] {
@@ -28,35 +29,35 @@ final class BNConversionTests: XCTestCase {
     }
 
     func testConversionMatchesPyTorchAndPreservesTheFunction() throws {
-        let model = try EngineFixtures.model(fixture, prefix: "param.")
+        let model = try TestFixtures.model(fixture, prefix: "param.")
         let n = data.count / (28 * 28)
         let before = try logits(model, data, n)
-        engineAssertClose(before, try fixture.engineFloats("logits_eval_pretrained"), rtol: 1e-5, "pretrained eval logits")
+        engineAssertClose(before, try fixture.fixtureFloats("logits_eval_pretrained"), rtol: 1e-5, "pretrained eval logits")
         let stats = try BNConversion.measure(model: model, batchCount: n / batchSize, communicator: SingleProcessCommunicator()) {
             self.share($0, rank: 0, size: 1)
         }
         XCTAssertEqual(stats.batches, 4)
         for (l, bn) in model.batchNorms.enumerated() {
-            engineAssertClose(stats.means[l], try fixture.engineDoubles("target_mean.\(bn.name)"), rtol: 1e-5, atol: 1e-7, "target mean \(bn.name)")
-            engineAssertClose(stats.variances[l], try fixture.engineDoubles("target_var.\(bn.name)"), rtol: 1e-5, atol: 1e-7, "target var \(bn.name)")
+            engineAssertClose(stats.means[l], try fixture.fixtureDoubles("target_mean.\(bn.name)"), rtol: 1e-5, atol: 1e-7, "target mean \(bn.name)")
+            engineAssertClose(stats.variances[l], try fixture.fixtureDoubles("target_var.\(bn.name)"), rtol: 1e-5, atol: 1e-7, "target var \(bn.name)")
         }
         BNConversion.apply(stats, to: model)
         for e in model.store.entries where e.kind != .counter {
-            engineAssertClose(model.store.values(e.name), try fixture.engineFloats("converted.\(e.name)"), rtol: 1e-5, atol: 1e-7, "converted \(e.name)")
+            engineAssertClose(model.store.values(e.name), try fixture.fixtureFloats("converted.\(e.name)"), rtol: 1e-5, atol: 1e-7, "converted \(e.name)")
         }
         // the converted network computes the same function in evaluation mode (≤ 1e-5)
         let after = try logits(model, data, n)
         engineAssertClose(after, before, rtol: 1e-5, "converted vs pretrained eval logits")
-        engineAssertClose(after, try fixture.engineFloats("logits_eval_converted"), rtol: 1e-5, "converted eval logits vs torch")
+        engineAssertClose(after, try fixture.fixtureFloats("logits_eval_converted"), rtol: 1e-5, "converted eval logits vs torch")
     }
 
     func testTwoAndThreeRanksEqualOneRank() throws {
-        let single = try EngineFixtures.model(fixture, prefix: "param.")
+        let single = try TestFixtures.model(fixture, prefix: "param.")
         let one = try BNConversion.measure(model: single, batchCount: 4, communicator: SingleProcessCommunicator()) { self.share($0, rank: 0, size: 1) }
         for size in [2, 3] {
             let group = ThreadGroup(size: size)
             let results = try group.run { rank, comm -> BNConversion.Statistics in
-                let m = try EngineFixtures.model(self.fixture, prefix: "param.")
+                let m = try TestFixtures.model(self.fixture, prefix: "param.")
                 return try BNConversion.measure(model: m, batchCount: 4, communicator: comm) { self.share($0, rank: rank, size: size) }
             }
             for r in results {
@@ -71,7 +72,7 @@ final class BNConversionTests: XCTestCase {
     }
 
     func testBatchOfOneValuePerChannelIsRejected() throws {
-        let model = try EngineFixtures.model(fixture, prefix: "param.")
+        let model = try TestFixtures.model(fixture, prefix: "param.")
         // a 1×1 spatial input would leave layer3 with one value per channel per sample: use batch 1 at 1×1
         let x = [Float](repeating: 0.5, count: 1)
         XCTAssertThrowsError(try BNConversion.measure(model: model, batchCount: 1, communicator: SingleProcessCommunicator()) { _ in

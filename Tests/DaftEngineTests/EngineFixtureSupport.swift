@@ -1,53 +1,17 @@
 import Foundation
 import XCTest
+import DaftTestSupport
 import DaftInterop
 import DaftKernels
 import DaftModels
 import DaftDistributed
 
-/// Locates and loads files under Tests/Fixtures (written by Tests/Fixtures/make_fixtures.py).
-enum EngineFixtures {
-    static var directory: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
-    }
-    static func load(_ name: String) throws -> SafeTensorsFile {
-        try SafeTensorsFile.read(directory.appendingPathComponent(name))
-    }
-
-    /// Builds the file's architecture (from its metadata) and loads the tensors named `<prefix><sd name>`.
-    static func model(_ file: SafeTensorsFile, prefix: String) throws -> ResNet {
-        let config = try ResNetConfig.from(metadata: file.metadata, source: "fixture")
-        let model = ResNet(config)
-        var sub = SafeTensorsFile()
-        for (k, v) in file.tensors where k.hasPrefix(prefix) { sub.tensors[String(k.dropFirst(prefix.count))] = v }
-        try StateDict.load(sub, into: model, source: "fixture")
-        return model
-    }
-}
-
-extension SafeTensorsFile {
-    func engineFloats(_ name: String) throws -> [Float] { try tensor(name, source: "fixture").floats() }
-    func engineDoubles(_ name: String) throws -> [Double] { try tensor(name, source: "fixture").doubles() }
-}
-
-/// max|a−b| ≤ rtol·max|b| + atol, reported with the worst element.
+/// max|a−b| ≤ rtol·max|b| + atol (see `closenessFailure`).
 func engineAssertClose<T: BinaryFloatingPoint>(_ a: [T], _ b: [T], rtol: T, atol: T = 0, _ what: String,
                                                  file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertEqual(a.count, b.count, "\(what): count", file: file, line: line)
-    guard a.count == b.count else { return }
-    var worst: T = 0, wi = 0, scale: T = 0
-    for i in 0..<a.count {
-        let d = abs(a[i] - b[i])
-        if d > worst || d.isNaN { worst = d; wi = i }
-        scale = max(scale, abs(b[i]))
-    }
-    let tol = rtol * scale + atol
-    XCTAssert(worst <= tol, "\(what): max |diff| \(Double(worst)) at \(wi) (ours \(Double(a.isEmpty ? 0 : a[wi])), ref \(Double(b.isEmpty ? 0 : b[wi]))) > \(Double(tol)) (scale \(Double(scale)))",
-              file: file, line: line)
+    if let m = closenessFailure(a, b, rtol: rtol, atol: atol, what) { XCTFail(m, file: file, line: line) }
 }
 
-/// In-process "ranks" on threads: every collective blocks until all `size` ranks have contributed, then
-/// each gets the float64 sum (what MPI_Allreduce computes). Only what the engine tests need.
 final class ThreadGroup {
     let size: Int
     private let condition = NSCondition()

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import DaftTestSupport
 import DaftInterop
 import DaftKernels
 import DaftModels
@@ -24,10 +25,10 @@ final class PriorsTests: XCTestCase {
     }
 
     func setup() throws -> Setup {
-        let f = try EngineFixtures.load("priors.safetensors")
+        let f = try TestFixtures.load("priors.safetensors")
         let t = try f.tensor("input", source: "priors").shape
-        return Setup(file: f, reference: try EngineFixtures.model(f, prefix: "theta0."), model: try EngineFixtures.model(f, prefix: "theta."),
-                     input: try f.engineFloats("input"),
+        return Setup(file: f, reference: try TestFixtures.model(f, prefix: "theta0."), model: try TestFixtures.model(f, prefix: "theta."),
+                     input: try f.fixtureFloats("input"),
                      labels: try f.tensor("labels", source: "priors").int64s().map(Int32.init),
                      shape: Shape4(t[0], t[1], t[2], t[3]))
     }
@@ -38,7 +39,7 @@ final class PriorsTests: XCTestCase {
         let s = try setup()
         let alpha = Double(s.file.metadata["alpha"]!)!, beta = Double(s.file.metadata["beta"]!)!
         let prior = L2SPPrior(reference: s.reference.store, alpha: alpha, beta: beta)
-        let want = try s.file.engineDoubles("l2sp_penalty")[0]
+        let want = try s.file.fixtureDoubles("l2sp_penalty")[0]
         XCTAssertEqual(prior.penalty(s.model.store), want, accuracy: 1e-12 * abs(want))
         XCTAssertEqual(prior.penalty(s.reference.store), beta / 2 * (s.reference.store.values("fc.weight") + s.reference.store.values("fc.bias"))
             .reduce(0) { $0 + Double($1) * Double($1) }, accuracy: 1e-12)
@@ -46,7 +47,7 @@ final class PriorsTests: XCTestCase {
         prior.addGradient(to: s.model.store)
         for e in s.model.store.parameterEntries {
             let ours = s.model.store.gradient(e.name).map(Double.init)
-            engineAssertClose(ours, try s.file.engineDoubles("l2sp_grad.\(e.name)"), rtol: 1e-6, "l2sp_grad.\(e.name)")
+            engineAssertClose(ours, try s.file.fixtureDoubles("l2sp_grad.\(e.name)"), rtol: 1e-6, "l2sp_grad.\(e.name)")
         }
     }
 
@@ -114,7 +115,7 @@ final class PriorsTests: XCTestCase {
         let prior = try FeaturePrior(reference: s.reference.store, config: config, stages: stages, lambda: Double(s.file.metadata["lambda"]!)!)
         for (i, l) in prior.layers.enumerated() {
             XCTAssertEqual(prior.variance(layer: i)[0], 0.1 + 1e-5, accuracy: 1e-12, "initial σ²")
-            prior.setLogVariance(layer: i, try s.file.engineDoubles("prior_b.\(l.name)"))
+            prior.setLogVariance(layer: i, try s.file.fixtureDoubles("prior_b.\(l.name)"))
         }
         return prior
     }
@@ -133,17 +134,17 @@ final class PriorsTests: XCTestCase {
             try prior.forwardBackward(model: m, input: $0.baseAddress!, shape: s.shape, training: true, communicator: nil)
         }
         m.backward()
-        XCTAssertEqual(ce, try s.file.engineDoubles("ce_loss")[0], accuracy: 1e-5)
-        let wantPrior = try s.file.engineDoubles("feature_prior")[0]
+        XCTAssertEqual(ce, try s.file.fixtureDoubles("ce_loss")[0], accuracy: 1e-5)
+        let wantPrior = try s.file.fixtureDoubles("feature_prior")[0]
         XCTAssertEqual(value, wantPrior, accuracy: 1e-4 * abs(wantPrior))
-        let wantTotal = try s.file.engineDoubles("total_loss")[0]
+        let wantTotal = try s.file.fixtureDoubles("total_loss")[0]
         XCTAssertEqual(ce + value, wantTotal, accuracy: 1e-4 * abs(wantTotal))
         for e in m.store.parameterEntries {
-            engineAssertClose(m.store.gradient(e.name), try s.file.engineFloats("feat_grad.\(e.name)"), rtol: 1e-4, atol: 1e-7,
+            engineAssertClose(m.store.gradient(e.name), try s.file.fixtureFloats("feat_grad.\(e.name)"), rtol: 1e-4, atol: 1e-7,
                               "feat_grad.\(e.name)")
         }
         for l in prior.layers {
-            engineAssertClose(l.bGradient, try s.file.engineDoubles("feat_grad_b.\(l.name)"), rtol: 1e-4, "feat_grad_b.\(l.name)")
+            engineAssertClose(l.bGradient, try s.file.fixtureDoubles("feat_grad_b.\(l.name)"), rtol: 1e-4, "feat_grad_b.\(l.name)")
         }
         // the frozen copy's parameters are untouched (only its BN running statistics move in train mode)
         XCTAssertEqual(prior.frozen.store.parameterArray(), s.reference.store.parameterArray())
@@ -169,7 +170,7 @@ final class PriorsTests: XCTestCase {
         let W = 2, per = s.shape.n / W
         let sampleSize = s.shape.count / s.shape.n
         let results = try ThreadGroup(size: W).run { rank, comm -> (grads: [Float], ce: Double, prior: Double, bGrad: [[Double]]) in
-            let m = try EngineFixtures.model(s.file, prefix: "theta.")
+            let m = try TestFixtures.model(s.file, prefix: "theta.")
             m.context.sync = comm
             let prior = try self.makePrior(s)
             let x = Array(s.input[(rank * per * sampleSize)..<((rank + 1) * per * sampleSize)])
@@ -190,15 +191,15 @@ final class PriorsTests: XCTestCase {
         XCTAssertEqual(results[0].prior, results[1].prior)
         XCTAssertEqual(results[0].bGrad, results[1].bGrad)
         let total = (results[0].ce + results[1].ce) / Double(s.shape.n) + results[0].prior
-        let wantTotal = try s.file.engineDoubles("total_loss")[0]
+        let wantTotal = try s.file.fixtureDoubles("total_loss")[0]
         XCTAssertEqual(total, wantTotal, accuracy: 1e-4 * abs(wantTotal))
         let averaged = zip(results[0].grads, results[1].grads).map { ($0 + $1) / Float(W) }
         for e in s.model.store.parameterEntries {
-            engineAssertClose(Array(averaged[e.offset..<(e.offset + e.count)]), try s.file.engineFloats("feat_grad.\(e.name)"),
+            engineAssertClose(Array(averaged[e.offset..<(e.offset + e.count)]), try s.file.fixtureFloats("feat_grad.\(e.name)"),
                               rtol: 1e-4, atol: 1e-7, "2 ranks feat_grad.\(e.name)")
         }
         for (i, name) in ["layer2", "penultimate"].enumerated() {
-            engineAssertClose(results[0].bGrad[i], try s.file.engineDoubles("feat_grad_b.\(name)"), rtol: 1e-4, "2 ranks feat_grad_b.\(name)")
+            engineAssertClose(results[0].bGrad[i], try s.file.fixtureDoubles("feat_grad_b.\(name)"), rtol: 1e-4, "2 ranks feat_grad_b.\(name)")
         }
     }
 

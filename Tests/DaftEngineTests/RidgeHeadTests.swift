@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import DaftTestSupport
 import DaftInterop
 import DaftKernels
 import DaftDistributed
@@ -16,8 +17,8 @@ final class RidgeHeadTests: XCTestCase {
     }
 
     func data() throws -> Data {
-        let f = try EngineFixtures.load("ridge.safetensors")
-        return Data(file: f, liftWeights: try f.engineDoubles("W_e"), lambda: Double(f.metadata["lambda"]!)!)
+        let f = try TestFixtures.load("ridge.safetensors")
+        return Data(file: f, liftWeights: try f.fixtureDoubles("W_e"), lambda: Double(f.metadata["lambda"]!)!)
     }
 
     func labels(_ f: SafeTensorsFile, _ name: String) throws -> [Int32] {
@@ -35,13 +36,13 @@ final class RidgeHeadTests: XCTestCase {
     func testStatisticsAndSolveMatchNumPy() throws {
         let d = try data()
         let h = try head(d, classes: 5)
-        let x = try d.file.engineDoubles("X"), y = try labels(d.file, "labels")
+        let x = try d.file.fixtureDoubles("X"), y = try labels(d.file, "labels")
         try accumulate(h, x, y)
-        engineAssertClose(h.gram, try d.file.engineDoubles("G"), rtol: 1e-9, "G")
-        engineAssertClose(h.cross, try d.file.engineDoubles("C"), rtol: 1e-9, "C")
+        engineAssertClose(h.gram, try d.file.fixtureDoubles("G"), rtol: 1e-9, "G")
+        engineAssertClose(h.cross, try d.file.fixtureDoubles("C"), rtol: 1e-9, "C")
         XCTAssertEqual(h.sampleCount, 200)
         let w = try h.solve(lambda: d.lambda)
-        engineAssertClose(w, try d.file.engineDoubles("W"), rtol: 1e-9, "W")
+        engineAssertClose(w, try d.file.fixtureDoubles("W"), rtol: 1e-9, "W")
 
         // float32 features take the same path (widened to float64 first)
         let x32 = x.map(Float.init)
@@ -60,23 +61,23 @@ final class RidgeHeadTests: XCTestCase {
         var perDomain: [RidgeHead] = []
         for k in 0..<3 {
             try h.addClasses(classes[k])
-            let x = try f.engineDoubles("X_d\(k)"), y = try labels(f, "y_d\(k)")
+            let x = try f.fixtureDoubles("X_d\(k)"), y = try labels(f, "y_d\(k)")
             try accumulate(h, x, y)
             let single = try head(d, classes: classes[k])
             try accumulate(single, x, y)
-            engineAssertClose(single.gram, try f.engineDoubles("G_d\(k)"), rtol: 1e-9, "G_d\(k)")
-            engineAssertClose(single.cross, try f.engineDoubles("C_d\(k)"), rtol: 1e-9, "C_d\(k)")
+            engineAssertClose(single.gram, try f.fixtureDoubles("G_d\(k)"), rtol: 1e-9, "G_d\(k)")
+            engineAssertClose(single.cross, try f.fixtureDoubles("C_d\(k)"), rtol: 1e-9, "C_d\(k)")
             perDomain.append(single)
             let w = try h.solve(lambda: d.lambda)
             XCTAssertEqual(w.count, 64 * classes[k])
             let want = k == 2 ? "W_joint" : "W_after_d\(k)"
-            engineAssertClose(w, try f.engineDoubles(want), rtol: 1e-9, "incremental after d\(k) vs \(want)")
+            engineAssertClose(w, try f.fixtureDoubles(want), rtol: 1e-9, "incremental after d\(k) vs \(want)")
         }
         // merging per-domain statistics (classes padded) is the same thing
         let merged = try head(d, classes: 1)
         for s in perDomain { try merged.merge(s) }
         XCTAssertEqual(merged.classCount, 6)
-        engineAssertClose(try merged.solve(lambda: d.lambda), try f.engineDoubles("W_joint"), rtol: 1e-9, "merged domains vs W_joint")
+        engineAssertClose(try merged.solve(lambda: d.lambda), try f.fixtureDoubles("W_joint"), rtol: 1e-9, "merged domains vs W_joint")
         XCTAssertThrowsError(try h.addClasses(2))
     }
 
@@ -84,7 +85,7 @@ final class RidgeHeadTests: XCTestCase {
     /// the one-shard solution; an empty shard is fine.
     func testShardedStatisticsEqualOneProcess() throws {
         let d = try data()
-        let x = try d.file.engineDoubles("X"), y = try labels(d.file, "labels")
+        let x = try d.file.fixtureDoubles("X"), y = try labels(d.file, "labels")
         let one = try head(d, classes: 5)
         try accumulate(one, x, y)
         let want = try one.solve(lambda: d.lambda)
@@ -129,7 +130,7 @@ final class RidgeHeadTests: XCTestCase {
         let d = try data()
         for lift in [RidgeHead.Lift.none, .random(dimension: 48, seed: 99), .explicit(weights: d.liftWeights, dimension: 64)] {
             let h = try RidgeHead(inputDimension: 16, classes: 5, lift: lift)
-            try accumulate(h, try d.file.engineDoubles("X"), try labels(d.file, "labels"))
+            try accumulate(h, try d.file.fixtureDoubles("X"), try labels(d.file, "labels"))
             h.lambda = 0.7
             let bytes = try SafeTensorsFile(tensors: h.tensors(prefix: "ridge.")).encode()
             let back = try RidgeHead(file: try SafeTensorsFile.decode(bytes, source: "ckpt"), prefix: "ridge.", source: "ckpt")
@@ -154,7 +155,7 @@ final class RidgeHeadTests: XCTestCase {
     /// head predicts, and its logits are the ridge scores times ‖x‖/s.
     func testHeadWeightsOnUnnormalisedFeatures() throws {
         let d = try data()
-        let x = try d.file.engineDoubles("X").map(Float.init), y = try labels(d.file, "labels")
+        let x = try d.file.fixtureDoubles("X").map(Float.init), y = try labels(d.file, "labels")
         let h = try RidgeHead(inputDimension: 16, classes: 5)
         try x.withUnsafeBufferPointer { try h.accumulate(features: $0.baseAddress!, labels: y, count: y.count) }
         let w = try h.solve(lambda: d.lambda)
@@ -173,12 +174,12 @@ final class RidgeHeadTests: XCTestCase {
             XCTAssertEqual(Int32(logits.indices.max { logits[$0] < logits[$1] }!), predicted[r])
         }
         let lifted = try head(d, classes: 5)
-        XCTAssertThrowsError(try lifted.headWeights(try { try accumulate(lifted, try d.file.engineDoubles("X"), y); return try lifted.solve(lambda: 1) }()))
+        XCTAssertThrowsError(try lifted.headWeights(try { try accumulate(lifted, try d.file.fixtureDoubles("X"), y); return try lifted.solve(lambda: 1) }()))
     }
 
     func testSelectLambdaPicksBestValidationAccuracy() throws {
         let d = try data()
-        let x = try d.file.engineDoubles("X").map(Float.init), y = try labels(d.file, "labels")
+        let x = try d.file.fixtureDoubles("X").map(Float.init), y = try labels(d.file, "labels")
         let h = try head(d, classes: 5)
         try x.withUnsafeBufferPointer { try h.accumulate(features: $0.baseAddress!, labels: Array(y[0..<150]), count: 150) }
         let val = Array(x[(150 * 16)...]), vy = Array(y[150...])

@@ -1,4 +1,5 @@
 import XCTest
+import DaftTestSupport
 import DaftInterop
 import DaftKernels
 @testable import DaftModels
@@ -13,9 +14,9 @@ import DaftKernels
 /// stride, a missing term, a transposed weight) is orders of magnitude larger.
 final class TorchParityTests: XCTestCase {
     func runParity(_ fixture: String) throws {
-        let f = try Fixtures.load(fixture)
-        let model = try fixtureModel(f)
-        let input = try f.f("input")
+        let f = try TestFixtures.load(fixture)
+        let model = try TestFixtures.model(f)
+        let input = try f.fixtureFloats("input")
         let labels = try f.tensor("labels", source: fixture).int64s().map(Int32.init)
         let shapeT = try f.tensor("input", source: fixture).shape
         let xs = Shape4(shapeT[0], shapeT[1], shapeT[2], shapeT[3])
@@ -23,27 +24,27 @@ final class TorchParityTests: XCTestCase {
 
         // evaluation-mode logits (running statistics)
         try input.withUnsafeBufferPointer { try model.forward($0.baseAddress!, xs, training: false) }
-        assertClose(model.logits.array(xs.n * K), try f.f("logits_eval"), "\(fixture) logits_eval")
+        assertClose(model.logits.array(xs.n * K), try f.fixtureFloats("logits_eval"), "\(fixture) logits_eval")
 
         // training-mode forward + backward
         model.store.zeroGradients()
         try input.withUnsafeBufferPointer { try model.forward($0.baseAddress!, xs, training: true) }
-        assertClose(model.logits.array(xs.n * K), try f.f("logits_train"), "\(fixture) logits_train")
+        assertClose(model.logits.array(xs.n * K), try f.fixtureFloats("logits_train"), "\(fixture) logits_train")
         let r = labels.withUnsafeBufferPointer {
             CrossEntropy.forwardBackward(logits: model.logits.pointer, labels: $0.baseAddress!, batch: xs.n, classes: K,
                                          gradScale: 1 / Float(xs.n), dLogits: model.dLogits.pointer)
         }
-        assertClose([Float(r.lossSum / Double(xs.n))], try f.f("loss"), "\(fixture) loss")
+        assertClose([Float(r.lossSum / Double(xs.n))], try f.fixtureFloats("loss"), "\(fixture) loss")
         model.backward()
         for e in model.store.parameterEntries {
-            assertClose(model.store.gradient(e.name), try f.f("grad.\(e.name)"), "\(fixture) grad.\(e.name)")
+            assertClose(model.store.gradient(e.name), try f.fixtureFloats("grad.\(e.name)"), "\(fixture) grad.\(e.name)")
         }
         for e in model.store.entries where e.kind != .parameter {
             try assertSame(model.store, e, f.tensor("after1.\(e.name)", source: fixture), "\(fixture) after1")
         }
 
         // three SGD steps from the initial state, backbone and head groups
-        let fresh = try fixtureModel(f)
+        let fresh = try TestFixtures.model(f)
         let m = f.metadata
         let groups = SGD.backboneAndHead(store: fresh.store, lrBackbone: Double(m["lr_backbone"]!)!, lrHead: Double(m["lr_head"]!)!,
                                          momentum: Double(m["momentum"]!)!, weightDecay: Double(m["weight_decay"]!)!,
@@ -64,7 +65,7 @@ final class TorchParityTests: XCTestCase {
         // If a fixture's metadata says PyTorch's own float32 and float64 runs disagree after 3 steps (none of the
         // current ones: all have float32_noise_after3_rel <= 1e-5), only the counters are compared.
         let reproducible = m["after3_float32_reproducible"] != "false"
-        if reproducible { assertClose(losses, try f.f("losses_steps"), "\(fixture) losses of 3 steps") }
+        if reproducible { assertClose(losses, try f.fixtureFloats("losses_steps"), "\(fixture) losses of 3 steps") }
         for e in fresh.store.entries where reproducible || e.kind == .counter {
             try assertSame(fresh.store, e, f.tensor("after3.\(e.name)", source: fixture), "\(fixture) after3")
         }
@@ -84,7 +85,7 @@ final class TorchParityTests: XCTestCase {
     func testResNet50BottleneckMatchesPyTorch() throws { try runParity("parity_resnet50n.safetensors") }
 
     func testCosineScheduleMatchesPyTorch() throws {
-        let f = try Fixtures.load("schedule.safetensors")
+        let f = try TestFixtures.load("schedule.safetensors")
         let want = try f.tensor("cosine_lr", source: "schedule").doubles()
         let s = CosineSchedule(totalSteps: 10)
         for (t, w) in want.enumerated() {

@@ -1,0 +1,44 @@
+import Foundation
+import DaftInterop
+import DaftModels
+
+/// The PyTorch/NumPy fixtures under Tests/Fixtures (written by Tests/Fixtures/make_fixtures.py), shared by
+/// the test targets.
+public enum TestFixtures {
+    public static var directory: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+    }
+
+    public static func load(_ name: String) throws -> SafeTensorsFile {
+        try SafeTensorsFile.read(directory.appendingPathComponent(name))
+    }
+
+    /// Builds the file's architecture (from its metadata) and loads the tensors named `<prefix><state_dict name>`.
+    public static func model(_ file: SafeTensorsFile, prefix: String = "param.") throws -> ResNet {
+        let model = ResNet(try ResNetConfig.from(metadata: file.metadata, source: "fixture"))
+        var sub = SafeTensorsFile()
+        for (k, v) in file.tensors where k.hasPrefix(prefix) { sub.tensors[String(k.dropFirst(prefix.count))] = v }
+        try StateDict.load(sub, into: model, source: "fixture")
+        return model
+    }
+}
+
+/// nil when max|a−b| ≤ rtol·max|b| + atol; otherwise a message naming the worst element.
+public func closenessFailure<T: BinaryFloatingPoint>(_ a: [T], _ b: [T], rtol: T, atol: T, _ what: String) -> String? {
+    guard a.count == b.count else { return "\(what): \(a.count) values, reference has \(b.count)" }
+    var worst: T = 0, wi = 0, scale: T = 0
+    for i in 0..<a.count {
+        let d = abs(a[i] - b[i])
+        if d > worst || d.isNaN { worst = d; wi = i }
+        scale = max(scale, abs(b[i]))
+    }
+    let tol = rtol * scale + atol
+    if worst <= tol { return nil }
+    return "\(what): max |diff| \(worst) at \(wi) (ours \(a[wi]), reference \(b[wi])) > \(tol) (scale \(scale))"
+}
+
+extension SafeTensorsFile {
+    /// A fixture tensor as Floats / Doubles.
+    public func fixtureFloats(_ name: String) throws -> [Float] { try tensor(name, source: "fixture").floats() }
+    public func fixtureDoubles(_ name: String) throws -> [Double] { try tensor(name, source: "fixture").doubles() }
+}
