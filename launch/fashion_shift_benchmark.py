@@ -22,10 +22,10 @@ METHODS = [
     ("LP (ridge, closed form)", "lp", ["--lp-solver", "ridge"], [[]]),
     ("LP-FT", "lp-ft", [], ONE_LR(0.0003, 0.001, 0.003)),
     ("LP-FT (ridge head init)", "lp-ft", ["--lp-solver", "ridge"], lambda best: [best["LP-FT"]]),
-    ("DAFT", "daft", [], TWO((0.3, 0.01), (0.3, 0.03), (1, 0.03))),
+    ("DAFT", "daft", [], TWO((0.3, 0.01), (0.3, 0.03), (1, 0.03), (0.3, 0.1), (1, 0.1))),
     ("DAFT + L2-SP prior", "daft", ["--prior", "l2sp", "--prior-beta", "0"], lambda best: [best["DAFT"] + ["--prior-alpha", "0.01"]]),
     ("ablation: LP-FT + conversion", "lp-ft+conversion", [], ONE_LR(0.0003, 0.001, 0.003)),
-    ("ablation: conversion only", "conversion-only", [], ONE_LR(0.01, 0.03)),
+    ("ablation: conversion only", "conversion-only", [], ONE_LR(0.01, 0.03, 0.1)),
     # the two DAFT ablations of the head: at DAFT's chosen rates, so only the missing ingredient differs
     ("ablation: fast head only", "fast-head-only", [], lambda best: [best["DAFT"]]),
 ]

@@ -100,6 +100,8 @@ public final class Trainer {
     var bucketer: GradientBucketer?
     var l2sp: L2SPPrior?
     public private(set) var featurePrior: FeaturePrior?
+    /// The current epoch's global batches (the permutation is computed once per epoch, not per step).
+    var epochBatches: (epoch: Int, batches: [[Int]])?
     /// Ridge statistics from an earlier run (earlier domains) that the ridge probe adds its own to (method.md §6).
     public var ridgeBase: RidgeHead?
     /// The ridge statistics after the probe (earlier domains + this one), for the checkpoint and OUT/ridge.safetensors.
@@ -241,7 +243,8 @@ public final class Trainer {
         let lr = learningRates(epoch: epoch)
         for g in sgd.groups.indices { sgd.groups[g].lr = sgd.groups[g].name == "head" ? lr.head : lr.backbone }
         // 2. this rank's share of the global batch, augmented from (seed, epoch, sample index) only
-        let global = plan.globalBatch(epoch: epoch, step: step)
+        if epochBatches?.epoch != epoch { epochBatches = (epoch, plan.globalBatches(epoch: epoch)) }
+        let global = epochBatches!.batches[step]
         let local = plan.localIndices(globalBatch: global, rank: comm.rank)
         let batch = makeBatch(dataset: train, indices: local, normalization: normalization,
                               augmentation: options.augment ? .standard : nil, seed: options.seed, epoch: epoch)

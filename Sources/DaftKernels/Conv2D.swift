@@ -44,12 +44,17 @@ public final class ConvWorkspace {
     let weightGradAcc = FloatBuffer()
     /// Which 3×3, stride-1, padding-1 convolutions use the direct kernels instead of im2col + `sgemm`.
     public var directPolicy: DirectConvolutionPolicy
+    /// Which family of direct kernels runs those convolutions: `DirectKernelISA.preferred` (AVX-512 when the
+    /// CPU has it and DAFT_NO_AVX512=1 is not set) unless set otherwise; `.avx512` falls back to `.avx2` on
+    /// CPUs without AVX-512.
+    public var directKernels: DirectKernelISA
 
     public init(maxColumnFloats: Int = 8 << 20, cacheColumnFloats: Int = 192 << 10,
-                directPolicy: DirectConvolutionPolicy = .automatic) {
+                directPolicy: DirectConvolutionPolicy = .automatic, directKernels: DirectKernelISA = .preferred) {
         self.maxColumnFloats = maxColumnFloats
         self.cacheColumnFloats = cacheColumnFloats
         self.directPolicy = directPolicy
+        self.directKernels = directKernels
     }
 
     func samplesPerChunk(patch: Int, outSpatial: Int, batch: Int) -> Int {
@@ -236,7 +241,7 @@ public enum Conv2D {
                                bias: UnsafePointer<Float>?, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>,
                                workspace ws: ConvWorkspace) {
         precondition(xs.c == g.cin, "conv: input has \(xs.c) channels, weight expects \(g.cin)")
-        if usesDirect3x3(g, xs, policy: ws.directPolicy) {
+        if usesDirect3x3(g, xs, policy: ws.directPolicy, kernels: ws.directKernels) {
             direct3x3Forward(x, xs, weight: weight, bias: bias, g, y, workspace: ws)
             return
         }
@@ -284,7 +289,7 @@ public enum Conv2D {
                                 dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                 dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
                                 workspace ws: ConvWorkspace) {
-        if usesDirect3x3(g, xs, policy: ws.directPolicy) {
+        if usesDirect3x3(g, xs, policy: ws.directPolicy, kernels: ws.directKernels) {
             direct3x3Backward(x, xs, weight: weight, g, dy: dy, dWeight: dWeight, dBias: dBias, dx: dx, workspace: ws)
             return
         }

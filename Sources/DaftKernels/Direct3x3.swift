@@ -1,10 +1,41 @@
 import Foundation
+import CCPUID
+#if arch(x86_64)
+import DaftKernelsAVX512
+#endif
+
+/// Which implementation of the direct 3×3 kernels `Conv2D` runs.
+///
+/// `.avx512` is the 16-lane (zmm) family of the DaftKernelsAVX512 target: 8 output channels × 32 pixels per
+/// register tile. It is used only when the CPU and OS support AVX-512 (`avx512Supported`, a cpuid/xgetbv
+/// probe); asking for it elsewhere runs `.avx2`. `.avx2` is the 8-lane family of this file (4 output channels
+/// × 24 pixels): AVX2 + FMA on the default x86_64 build, baseline SSE with DAFT_PORTABLE=1, NEON on arm64.
+/// The two differ only by float rounding.
+public enum DirectKernelISA: Equatable, Sendable {
+    case avx2
+    case avx512
+
+    /// Whether this CPU implements AVX-512 F/CD/BW/DQ/VL and the OS saves the zmm state.
+    public static let avx512Supported: Bool = daft_cpu_has_avx512() != 0
+
+    /// The default of every `ConvWorkspace`: `.avx512` when supported, unless the environment of the process
+    /// sets DAFT_NO_AVX512=1.
+    public static let preferred: DirectKernelISA =
+        preferred(environment: ProcessInfo.processInfo.environment, avx512Supported: avx512Supported)
+
+    /// The choice `preferred` makes for a given environment and CPU.
+    public static func preferred(environment: [String: String], avx512Supported: Bool) -> DirectKernelISA {
+        avx512Supported && environment["DAFT_NO_AVX512"] != "1" ? .avx512 : .avx2
+    }
+}
 
 /// Which 3×3, stride-1, padding-1 convolutions `Conv2D` computes with its direct kernels instead of
 /// im2col + OpenBLAS `sgemm`.
 public enum DirectConvolutionPolicy: Equatable, Sendable {
     /// The layers where the direct kernels measured faster: few channels (`Conv2D.directMaxChannels`) on
-    /// planes at least `Conv2D.directMinSpatial` pixels.
+    /// planes at least `Conv2D.directMinSpatial` pixels for the 8-lane kernels; with the AVX-512 kernels
+    /// (`DirectKernelISA.avx512`) up to `Conv2D.directMaxChannelsAVX512` channels on planes of at least
+    /// `Conv2D.directMinSpatialAVX512` pixels.
     case automatic
     /// Every convolution goes through im2col + `sgemm`.
     case never
@@ -16,17 +47,18 @@ public enum DirectConvolutionPolicy: Equatable, Sendable {
 ///
 /// A plane of `h×w` is stored with a one-pixel zero border as rows of `wp = w + 2` floats. Output pixel
 /// (oh, ow) gets the flat index `q = oh·wp + ow`, and kernel tap (ki, kj) then reads the padded plane at
-/// `q + ki·wp + kj`: every tap is a constant shift, so a run of 24 consecutive q (three 8-float vectors) is
-/// computed with plain unaligned loads. The q with ow ≥ w are junk columns, never copied out. `q` rounds
-/// `h·wp` up to whole 24-float tiles and `stride` leaves zeroed room for the farthest tap of the last tile.
+/// `q + ki·wp + kj`: every tap is a constant shift, so a run of `tile` consecutive q (24 = three 8-float
+/// vectors, or 32 = two 16-float vectors on the AVX-512 path) is computed with plain unaligned loads. The q
+/// with ow ≥ w are junk columns, never copied out. `q` rounds `h·wp` up to whole tiles and `stride` (a
+/// multiple of 16 floats) leaves zeroed room for the farthest tap of the last tile.
 struct Direct3x3Layout {
     let h: Int, w: Int, wp: Int, q: Int, stride: Int
 
-    init(h: Int, w: Int) {
+    init(h: Int, w: Int, tile: Int = 24) {
         self.h = h; self.w = w
         wp = w + 2
-        q = (h * wp + 23) / 24 * 24
-        stride = (q + 2 * wp + 2 + 7) / 8 * 8
+        q = (h * wp + tile - 1) / tile * tile
+        stride = (q + 2 * wp + 2 + 15) / 16 * 16
     }
 
     /// Copies `channels` planes of `src` (NCHW, h×w each) into `dst` with zero borders and tails, and
@@ -85,31 +117,41 @@ extension Conv2D {
     /// …and the input plane has at least this many pixels (below it the junk columns and short rows of
     /// the padded layout cost more than im2col saves).
     public static let directMinSpatial = 196
+    /// The AVX-512 kernels' bounds for `.automatic`: on resnet20 (28×28 input, batch 128) they also beat
+    /// im2col + OpenBLAS on the 64-channel 7×7 layers (step 354 → 335 ms), where the 8-lane kernels lose
+    /// (441 → 455 ms).
+    public static let directMaxChannelsAVX512 = 64
+    /// See `directMaxChannelsAVX512`.
+    public static let directMinSpatialAVX512 = 49
 
-    /// Whether `forward`/`backward` take the direct 3×3 path for this geometry and input under `policy`.
-    public static func usesDirect3x3(_ g: ConvGeometry, _ xs: Shape4, policy: DirectConvolutionPolicy) -> Bool {
+    /// Whether `forward`/`backward` take the direct 3×3 path for this geometry and input under `policy`,
+    /// with the direct kernels `kernels` (the `.automatic` bounds depend on them).
+    public static func usesDirect3x3(_ g: ConvGeometry, _ xs: Shape4, policy: DirectConvolutionPolicy,
+                                     kernels: DirectKernelISA = .preferred) -> Bool {
         guard g.kh == 3 && g.kw == 3 && g.strideH == 1 && g.strideW == 1 && g.padH == 1 && g.padW == 1 else { return false }
         switch policy {
         case .never: return false
         case .always: return true
         case .automatic:
-            return g.cin <= directMaxChannels && g.cout <= directMaxChannels && xs.spatial >= directMinSpatial
+            let wide = kernels.wide
+            let maxC = wide ? directMaxChannelsAVX512 : directMaxChannels, minS = wide ? directMinSpatialAVX512 : directMinSpatial
+            return g.cin <= maxC && g.cout <= maxC && xs.spatial >= minS
         }
     }
 
-    /// Packs `cout × cin × 9` weights as `⌈cout/4⌉` blocks of `cin·9` groups of 4 output channels (zero for
-    /// channels past `cout`); with `flipTransposed` it packs the input-gradient weights instead, whose
-    /// output channels are `cin`, input channels `cout`, taps reversed.
-    static func packDirect3x3(_ w: UnsafePointer<Float>, cin: Int, cout: Int, flipTransposed: Bool,
+    /// Packs `cout × cin × 9` weights as `⌈cout/group⌉` blocks of `cin·9` groups of `group` (4, or 8 on the
+    /// AVX-512 path) output channels (zero for channels past `cout`); with `flipTransposed` it packs the
+    /// input-gradient weights instead, whose output channels are `cin`, input channels `cout`, taps reversed.
+    static func packDirect3x3(_ w: UnsafePointer<Float>, cin: Int, cout: Int, flipTransposed: Bool, group: Int = 4,
                               _ dst: UnsafeMutablePointer<Float>) {
         let outC = flipTransposed ? cin : cout, inC = flipTransposed ? cout : cin
-        let blocks = (outC + 3) / 4
+        let blocks = (outC + group - 1) / group
         for b in 0..<blocks {
             for i in 0..<inC {
                 for t in 0..<9 {
-                    let d = dst + ((b * inC + i) * 9 + t) * 4
-                    for j in 0..<4 {
-                        let o = b * 4 + j
+                    let d = dst + ((b * inC + i) * 9 + t) * group
+                    for j in 0..<group {
+                        let o = b * group + j
                         if o >= outC { d[j] = 0; continue }
                         d[j] = flipTransposed ? w[(i * cin + o) * 9 + 8 - t] : w[(o * cin + i) * 9 + t]
                     }
@@ -148,15 +190,16 @@ extension Conv2D {
     static func direct3x3Forward(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>,
                                  bias: UnsafePointer<Float>?, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>,
                                  workspace ws: ConvWorkspace) {
-        let L = Direct3x3Layout(h: xs.h, w: xs.w)
-        let hw = xs.spatial, blocks = (g.cout + 3) / 4
-        let pw = ws.directWeights.reserve(blocks * 4 * g.cin * 9)
-        packDirect3x3(weight, cin: g.cin, cout: g.cout, flipTransposed: false, pw)
+        let k = ws.directKernels
+        let L = Direct3x3Layout(h: xs.h, w: xs.w, tile: k.tile)
+        let hw = xs.spatial, blocks = (g.cout + k.group - 1) / k.group
+        let pw = ws.directWeights.reserve(blocks * k.group * g.cin * 9)
+        packDirect3x3(weight, cin: g.cin, cout: g.cout, flipTransposed: false, group: k.group, pw)
         let p = ws.padded.reserve(g.cin * L.stride)
-        let out = ws.gemmOut.reserve(blocks * 4 * L.q)
+        let out = ws.gemmOut.reserve(blocks * k.group * L.q)
         for n in 0..<xs.n {
             L.pad(x + n * g.cin * hw, channels: g.cin, paddedChannels: g.cin, p)
-            direct3x3Planes(p, inC: g.cin, L, packed: pw, blocks: blocks, out)
+            k.planes(p, inC: g.cin, L, packed: pw, blocks: blocks, out)
             for co in 0..<g.cout {
                 let src = out + co * L.q, dst = y + (n * g.cout + co) * hw
                 for oh in 0..<xs.h {
@@ -213,9 +256,10 @@ extension Conv2D {
                                   dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                   dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
                                   workspace ws: ConvWorkspace) {
-        let L = Direct3x3Layout(h: xs.h, w: xs.w)
+        let k = ws.directKernels
+        let L = Direct3x3Layout(h: xs.h, w: xs.w, tile: k.tile)
         let hw = xs.spatial
-        let outBlocks = (g.cout + 3) / 4, inBlocks = (g.cin + 3) / 4
+        let outBlocks = (g.cout + k.group - 1) / k.group, inBlocks = (g.cin + k.group - 1) / k.group
         if let dBias {
             for co in 0..<g.cout {
                 var s: Float = 0
@@ -224,22 +268,22 @@ extension Conv2D {
             }
         }
         if dWeight == nil && dx == nil { return }
-        let pd = ws.paddedGrad.reserve(outBlocks * 4 * L.stride)
+        let pd = ws.paddedGrad.reserve(outBlocks * k.group * L.stride)
         let px = dWeight != nil ? ws.padded.reserve(g.cin * L.stride) : ws.padded.pointer
-        let accCount = outBlocks * 4 * g.cin * 9 * 8
+        let accCount = outBlocks * k.group * g.cin * 9 * k.lanes
         let acc = dWeight != nil ? ws.weightGradAcc.reserve(accCount) : ws.weightGradAcc.pointer
         if dWeight != nil { Vec.zero(acc, accCount) }
-        let pw = dx != nil ? ws.directWeights.reserve(inBlocks * 4 * g.cout * 9) : ws.directWeights.pointer
-        let out = dx != nil ? ws.dxOut.reserve(inBlocks * 4 * L.q) : ws.dxOut.pointer
-        if dx != nil { packDirect3x3(weight, cin: g.cin, cout: g.cout, flipTransposed: true, pw) }
+        let pw = dx != nil ? ws.directWeights.reserve(inBlocks * k.group * g.cout * 9) : ws.directWeights.pointer
+        let out = dx != nil ? ws.dxOut.reserve(inBlocks * k.group * L.q) : ws.dxOut.pointer
+        if dx != nil { packDirect3x3(weight, cin: g.cin, cout: g.cout, flipTransposed: true, group: k.group, pw) }
         for n in 0..<xs.n {
-            L.pad(dy + n * g.cout * hw, channels: g.cout, paddedChannels: outBlocks * 4, pd)
+            L.pad(dy + n * g.cout * hw, channels: g.cout, paddedChannels: outBlocks * k.group, pd)
             if dWeight != nil {
                 L.pad(x + n * g.cin * hw, channels: g.cin, paddedChannels: g.cin, px)
-                direct3x3WeightGradPlanes(px, cin: g.cin, pd, blocks: outBlocks, L, acc)
+                k.weightGradPlanes(px, cin: g.cin, pd, blocks: outBlocks, L, acc)
             }
             if let dx {
-                direct3x3Planes(pd, inC: g.cout, L, packed: pw, blocks: inBlocks, out)
+                k.planes(pd, inC: g.cout, L, packed: pw, blocks: inBlocks, out)
                 for ci in 0..<g.cin {
                     let src = out + ci * L.q, dst = dx + (n * g.cin + ci) * hw
                     for ih in 0..<xs.h { Vec.addInPlace(src + ih * L.wp, dst + ih * xs.w, xs.w) }
@@ -248,8 +292,46 @@ extension Conv2D {
         }
         if let dWeight {
             for co in 0..<g.cout {
-                for k in 0..<(g.cin * 9) { dWeight[co * g.cin * 9 + k] += load8(acc + (co * g.cin * 9 + k) * 8).sum() }
+                for t in 0..<(g.cin * 9) {
+                    let a = acc + (co * g.cin * 9 + t) * k.lanes
+                    dWeight[co * g.cin * 9 + t] += k.lanes == 16 ? (load8(a) + load8(a + 8)).sum() : load8(a).sum()
+                }
             }
         }
+    }
+}
+
+extension DirectKernelISA {
+    /// Whether the 16-lane kernels run: `.avx512` on a CPU that supports it.
+    var wide: Bool { self == .avx512 && DirectKernelISA.avx512Supported }
+    /// Pixels per register tile (the layout's `q` granularity).
+    var tile: Int { wide ? 32 : 24 }
+    /// Output channels per register tile (the weight-packing group).
+    var group: Int { wide ? 8 : 4 }
+    /// Floats per weight-gradient partial-sum vector.
+    var lanes: Int { wide ? 16 : 8 }
+
+    /// The forward / input-gradient tile loop of this family (`Conv2D.direct3x3Planes` or its AVX-512 twin).
+    func planes(_ p: UnsafePointer<Float>, inC: Int, _ L: Direct3x3Layout, packed pw: UnsafePointer<Float>, blocks: Int,
+                _ out: UnsafeMutablePointer<Float>) {
+        #if arch(x86_64)
+        if wide {
+            Direct3x3AVX512.planes(p, inC: inC, wp: L.wp, planeStride: L.stride, q: L.q, packed: pw, blocks: blocks, out)
+            return
+        }
+        #endif
+        Conv2D.direct3x3Planes(p, inC: inC, L, packed: pw, blocks: blocks, out)
+    }
+
+    /// The weight-gradient reduction of this family (`Conv2D.direct3x3WeightGradPlanes` or its AVX-512 twin).
+    func weightGradPlanes(_ px: UnsafePointer<Float>, cin: Int, _ pd: UnsafePointer<Float>, blocks: Int,
+                          _ L: Direct3x3Layout, _ acc: UnsafeMutablePointer<Float>) {
+        #if arch(x86_64)
+        if wide {
+            Direct3x3AVX512.weightGradPlanes(px, cin: cin, pd, blocks: blocks, wp: L.wp, planeStride: L.stride, q: L.q, acc)
+            return
+        }
+        #endif
+        Conv2D.direct3x3WeightGradPlanes(px, cin: cin, pd, blocks: blocks, L, acc)
     }
 }

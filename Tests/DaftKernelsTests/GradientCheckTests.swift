@@ -86,16 +86,16 @@ final class GradientCheckTests: XCTestCase {
     }
 
     func checkConv(_ g: ConvGeometry, _ xs: Shape4, bias: Bool, maxColumnFloats: Int? = nil,
-                   policy: DirectConvolutionPolicy = .automatic, seed: UInt64,
+                   policy: DirectConvolutionPolicy = .automatic, kernels: DirectKernelISA = .preferred, seed: UInt64,
                    file: StaticString = #filePath, line: UInt = #line) {
-        let what = "conv k\(g.kh)x\(g.kw) s\(g.strideH)/\(g.strideW) p\(g.padH)/\(g.padW) \(xs) -> \(g.cout)\(bias ? " +bias" : "")\(maxColumnFloats.map { " chunk≤\($0)" } ?? "") \(policy)"
+        let what = "conv k\(g.kh)x\(g.kw) s\(g.strideH)/\(g.strideW) p\(g.padH)/\(g.padW) \(xs) -> \(g.cout)\(bias ? " +bias" : "")\(maxColumnFloats.map { " chunk≤\($0)" } ?? "") \(policy) \(kernels)"
         var rng = RNG(seed)
         let ys = g.outputShape(xs)
         let x = Self.f32(rng.normal(xs.count)), w = Self.f32(rng.normal(g.weightCount, scale: 0.3))
         let b: [Double]? = bias ? Self.f32(rng.normal(g.cout)) : nil
         let r = Self.f32(rng.normal(ys.count))
         let dxInit = Self.f32(rng.normal(xs.count)), dwInit = Self.f32(rng.normal(g.weightCount)), dbInit = Self.f32(rng.normal(g.cout))
-        let ws = ConvWorkspace(directPolicy: policy)
+        let ws = ConvWorkspace(directPolicy: policy, directKernels: kernels)
         if let maxColumnFloats { ws.maxColumnFloats = maxColumnFloats }
 
         let xf = Self.floats(x), wf = Self.floats(w), bf = b.map(Self.floats), rf = Self.floats(r)
@@ -158,9 +158,14 @@ final class GradientCheckTests: XCTestCase {
         }
     }
 
-    /// The direct 3×3 kernels (forward, weight gradient, input gradient through the flipped kernel):
-    /// channel counts that are and are not multiples of the 4-channel block, planes whose padded rows do
-    /// and do not fill whole 24-float tiles, with and without bias; and the im2col path on the same shapes.
+    /// Both families of direct kernels: the 8-lane one always, the AVX-512 one where the CPU has it (forcing
+    /// `.avx512` elsewhere would silently run the 8-lane family again).
+    static var directKernelFamilies: [DirectKernelISA] { DirectKernelISA.avx512Supported ? [.avx2, .avx512] : [.avx2] }
+
+    /// The direct 3×3 kernels (forward, weight gradient, input gradient through the flipped kernel) of both
+    /// families (`directKernelFamilies`): channel counts that are and are not multiples of the 4- and
+    /// 8-channel blocks, planes whose padded rows do and do not fill whole 24- and 32-float tiles, with and
+    /// without bias; and the im2col path on the same shapes.
     func testConvDirect3x3() {
         var seed: UInt64 = 300
         let cases: [(cin: Int, cout: Int, xs: Shape4)] = [
@@ -172,16 +177,25 @@ final class GradientCheckTests: XCTestCase {
             let g = ConvGeometry(cin: c.cin, cout: c.cout, kernel: 3, stride: 1, padding: 1)
             XCTAssertTrue(Conv2D.usesDirect3x3(g, c.xs, policy: .always))
             XCTAssertFalse(Conv2D.usesDirect3x3(g, c.xs, policy: .never))
-            for policy in [DirectConvolutionPolicy.always, .never] {
+            let runs: [(DirectConvolutionPolicy, DirectKernelISA)] = Self.directKernelFamilies.map { (.always, $0) } + [(.never, .avx2)]
+            for (policy, kernels) in runs {
                 for bias in [false, true] {
                     seed += 1
-                    checkConv(g, c.xs, bias: bias, policy: policy, seed: seed)
+                    checkConv(g, c.xs, bias: bias, policy: policy, kernels: kernels, seed: seed)
                 }
             }
         }
-        // the layers of resnet20 on 28×28 that `.automatic` sends to the direct kernels
-        XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 1),
-                                           Shape4(128, 16, 28, 28), policy: .automatic))
+        // the layers of resnet20 on 28×28 that `.automatic` sends to the direct kernels: the 16- and 32-channel
+        // stages with either family, the 64-channel 7×7 stage only with the AVX-512 kernels
+        for kernels in [DirectKernelISA.avx2, .avx512] {
+            XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 1),
+                                               Shape4(128, 16, 28, 28), policy: .automatic, kernels: kernels))
+            XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 32, cout: 32, kernel: 3, stride: 1, padding: 1),
+                                               Shape4(128, 32, 14, 14), policy: .automatic, kernels: kernels))
+            XCTAssertEqual(Conv2D.usesDirect3x3(ConvGeometry(cin: 64, cout: 64, kernel: 3, stride: 1, padding: 1),
+                                                Shape4(128, 64, 7, 7), policy: .automatic, kernels: kernels),
+                           kernels == .avx512 && DirectKernelISA.avx512Supported)
+        }
         XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 32, kernel: 3, stride: 2, padding: 1),
                                             Shape4(128, 16, 28, 28), policy: .always))
         XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 0),
@@ -195,10 +209,11 @@ final class GradientCheckTests: XCTestCase {
         let g = ConvGeometry(cin: 5, cout: 6, kernel: 3, stride: 1, padding: 1), xs = Shape4(2, 5, 6, 9)
         let ys = g.outputShape(xs)
         let x = Self.floats(rng.normal(xs.count)), w = Self.floats(rng.normal(g.weightCount)), dy = Self.floats(rng.normal(ys.count))
-        func run(_ wantW: Bool, _ wantB: Bool, _ wantX: Bool, _ policy: DirectConvolutionPolicy) -> ([Float], [Float], [Float]) {
+        func run(_ wantW: Bool, _ wantB: Bool, _ wantX: Bool, _ policy: DirectConvolutionPolicy,
+                 _ kernels: DirectKernelISA = .avx2) -> ([Float], [Float], [Float]) {
             var dw = [Float](repeating: 0.5, count: g.weightCount), db = [Float](repeating: 0.5, count: g.cout)
             var dx = [Float](repeating: 0.5, count: xs.count)
-            let ws = ConvWorkspace(directPolicy: policy)
+            let ws = ConvWorkspace(directPolicy: policy, directKernels: kernels)
             x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in dy.withUnsafeBufferPointer { dp in
                 dw.withUnsafeMutableBufferPointer { dwp in db.withUnsafeMutableBufferPointer { dbp in dx.withUnsafeMutableBufferPointer { dxp in
                     Conv2D.backward(xp.baseAddress!, xs, weight: wp.baseAddress!, g, dy: dp.baseAddress!,
@@ -209,14 +224,58 @@ final class GradientCheckTests: XCTestCase {
             return (dw, db, dx)
         }
         let full = run(true, true, true, .never)
+        for kernels in Self.directKernelFamilies {
         for (wantW, wantB, wantX) in [(true, false, false), (false, true, false), (false, false, true), (false, false, false)] {
-            let r = run(wantW, wantB, wantX, .always)
+            let r = run(wantW, wantB, wantX, .always, kernels)
             let untouchedW = [Float](repeating: 0.5, count: g.weightCount), untouchedB = [Float](repeating: 0.5, count: g.cout)
             let untouchedX = [Float](repeating: 0.5, count: xs.count)
             assertClose(r.0.map(Double.init), (wantW ? full.0 : untouchedW).map(Double.init), rtol: 1e-5, "partial dW")
             assertClose(r.1.map(Double.init), (wantB ? full.1 : untouchedB).map(Double.init), rtol: 1e-5, "partial dB")
             assertClose(r.2.map(Double.init), (wantX ? full.2 : untouchedX).map(Double.init), rtol: 1e-5, "partial dx")
         }
+        }
+    }
+
+    /// The two families agree (up to float rounding) on resnet20's direct layers, whole batches of several
+    /// samples included, and repeated calls on one workspace give the same result.
+    func testDirect3x3FamiliesAgree() throws {
+        try XCTSkipUnless(DirectKernelISA.avx512Supported, "this CPU has no AVX-512: only the 8-lane kernels can run")
+        var rng = RNG(77)
+        for (cin, cout, xs) in [(1, 16, Shape4(3, 1, 28, 28)), (16, 16, Shape4(2, 16, 28, 28)), (32, 32, Shape4(2, 32, 14, 14)),
+                                (64, 64, Shape4(3, 64, 7, 7))] {
+            let g = ConvGeometry(cin: cin, cout: cout, kernel: 3, stride: 1, padding: 1)
+            let ys = g.outputShape(xs)
+            let x = Self.floats(rng.normal(xs.count)), w = Self.floats(rng.normal(g.weightCount, scale: 0.2))
+            let dy = Self.floats(rng.normal(ys.count))
+            func run(_ kernels: DirectKernelISA, _ ws: ConvWorkspace) -> [[Float]] {
+                var y = [Float](repeating: .nan, count: ys.count), dw = [Float](repeating: 0, count: g.weightCount)
+                var dx = [Float](repeating: 0, count: xs.count)
+                ws.directKernels = kernels
+                x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in dy.withUnsafeBufferPointer { dp in
+                    y.withUnsafeMutableBufferPointer { Conv2D.forward(xp.baseAddress!, xs, weight: wp.baseAddress!, bias: nil, g, $0.baseAddress!, workspace: ws) }
+                    dw.withUnsafeMutableBufferPointer { dwp in dx.withUnsafeMutableBufferPointer { dxp in
+                        Conv2D.backward(xp.baseAddress!, xs, weight: wp.baseAddress!, g, dy: dp.baseAddress!, dWeight: dwp.baseAddress!,
+                                        dBias: nil, dx: dxp.baseAddress!, workspace: ws)
+                    } }
+                } } }
+                return [y, dw, dx]
+            }
+            let ws = ConvWorkspace(directPolicy: .always)
+            let narrow = run(.avx2, ws), wide = run(.avx512, ws), again = run(.avx512, ws)
+            for (k, name) in ["forward", "dW", "dx"].enumerated() {
+                assertClose(wide[k].map(Double.init), narrow[k].map(Double.init), rtol: 2e-5, "\(cin)->\(cout) \(xs) \(name) avx512 vs avx2")
+                XCTAssertEqual(again[k], wide[k], "\(cin)->\(cout) \(xs) \(name): avx512 repeatable")
+            }
+        }
+    }
+
+    /// DAFT_NO_AVX512=1 forces the 8-lane kernels; otherwise the CPU decides.
+    func testDirectKernelISAPreference() {
+        XCTAssertEqual(DirectKernelISA.preferred(environment: [:], avx512Supported: true), .avx512)
+        XCTAssertEqual(DirectKernelISA.preferred(environment: ["DAFT_NO_AVX512": "0"], avx512Supported: true), .avx512)
+        XCTAssertEqual(DirectKernelISA.preferred(environment: ["DAFT_NO_AVX512": "1"], avx512Supported: true), .avx2)
+        XCTAssertEqual(DirectKernelISA.preferred(environment: [:], avx512Supported: false), .avx2)
+        XCTAssertEqual(ConvWorkspace().directKernels, DirectKernelISA.preferred)
     }
 
     /// A tiny `maxColumnFloats` forces one-sample and few-sample chunks (the paths that write NCHW directly
