@@ -74,8 +74,8 @@ struct TrainingFlags: ParsableArguments {
         o.earlyStopPatience = earlyStop
         // learning rates: --lr sets both groups; --lr-head / --lr-backbone override (methods with one rate use --lr)
         if method.twoLearningRates {
-            o.lrHead = lrHead ?? lr ?? 1.0
-            o.lrBackbone = lrBackbone ?? lr ?? 1e-3
+            o.lrHead = lrHead ?? lr ?? 0.3
+            o.lrBackbone = lrBackbone ?? lr ?? 0.01
         } else {
             let one = lr ?? lrBackbone ?? lrHead ?? 0.01
             o.lrHead = lrHead ?? one
