@@ -55,7 +55,7 @@ let package = Package(
         .target(name: "CCPUID", path: "Sources/CCPUID"),
         // interop: safetensors read/write (torchvision state_dict names).
         .target(name: "DaftInterop"),
-        // distributed transport: communicator (MPI or single process), gradient buckets, sampler.
+        // distributed transport: communicator (MPI or single process), gradient buckets, watchdog, consistency check.
         .target(name: "DaftDistributed", dependencies: ["CMPIShim"]),
         // layers/models: BN (incl. synchronized), ResNet family, SGD, schedules.
         .target(name: "DaftModels", dependencies: ["DaftKernels", "DaftDistributed", "DaftInterop"]),
