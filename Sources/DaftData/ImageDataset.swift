@@ -37,13 +37,8 @@ public struct ImageDataset: Sendable {
         if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= numClasses }) {
             throw DataError("\(name): label \(labels[bad]) at index \(bad) is out of range for \(numClasses) classes (0...\(numClasses - 1))")
         }
-        self.name = name
-        self.channels = channels
-        self.height = height
-        self.width = width
-        self.numClasses = numClasses
-        self.pixels = pixels
-        self.labels = labels
+        self.init(unchecked: name, channels: channels, height: height, width: width, numClasses: numClasses,
+                  pixels: pixels, labels: labels)
     }
 
     /// Unchecked initialiser for internal transformations that preserve the invariants.
