@@ -152,16 +152,21 @@ final class EndToEndTrainingTests: XCTestCase {
 
     /// Resume across the probe → train phase boundary (LP-FT), and from 1 rank onto 2 ranks.
     func testEndToEndResumeAcrossPhaseBoundaryAndOntoTwoRanks() throws {
-        let common = ["finetune", "--method", "lp-ft", "--init", Self.pretrained, "--data", "npy:\(Self.dataX),\(Self.dataY)",
-                      "--batch-size", "10", "--epochs", "2", "--checkpoint-every", "4", "--keep", "50", "--lr", "0.001"]
+        // the committed, well-trained ResNet-20: on the barely trained narrow net float-order differences between
+        // rank counts grow chaotically (measured 4.8e-4 after 12 steps), which is not what this test is about
+        let committed = Harness.packageRoot.appendingPathComponent("pretrained/resnet20-fashion-source.safetensors").path
+        let common = ["finetune", "--method", "lp-ft", "--init", committed, "--data", "npy:\(Self.dataX),\(Self.dataY)",
+                      "--limit", "60", "--batch-size", "10", "--epochs", "2", "--checkpoint-every", "4", "--keep", "50", "--lr", "0.0003"]
         try run(common + ["--out", dir("lpft")], ranks: 1)
         let boundary = dir("lpft") + "/checkpoints/ckpt-000000000"   // written when the probe phase ended
         try run(common + ["--out", dir("lpft-phase"), "--resume", boundary], ranks: 1)
         XCTAssertEqual(try tensors(dir("lpft-phase") + "/final.safetensors").tensors, try tensors(dir("lpft") + "/final.safetensors").tensors)
-        let mid = dir("lpft") + "/checkpoints/ckpt-000000008"
+        let mid = dir("lpft") + "/checkpoints/ckpt-000000004"   // mid-epoch 0 (6 steps per epoch)
         try run(common + ["--out", dir("lpft-2ranks"), "--resume", mid], ranks: 2)
         let d = try maxRelativeDifference(try tensors(dir("lpft-2ranks") + "/final.safetensors"), try tensors(dir("lpft") + "/final.safetensors"))
-        XCTAssertLessThan(d, 1e-4, "1-rank checkpoint resumed on 2 ranks differs by \(d)")
+        // float sums run in another order on 2 ranks; over the remaining 8 LP-FT steps that grows to 1.3e-4
+        // relative here (measured), so "within float tolerance" is 1e-3 — an error in state or sampling is O(1)
+        XCTAssertLessThan(d, 1e-3, "1-rank checkpoint resumed on 2 ranks differs by \(d)")
     }
 
     /// BN conversion on 2 ranks equals 1 rank (global batches), and the converted model computes the same function.
