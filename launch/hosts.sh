@@ -55,11 +55,4 @@ if [[ -n "$subnet" ]]; then args+=(--mca btl_tcp_if_include "$subnet" --mca oob_
 if [[ -n "$rsh" ]]; then args+=(--mca plm_rsh_agent "$rsh"); fi
 args+=("${envs[@]+"${envs[@]}"}" "${extra[@]+"${extra[@]}"}" "$@")
 
-prefix=""
-if [[ "$(id -u)" -eq 0 ]]; then
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-  prefix="OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-fi
-echo "+ ${prefix}OPENBLAS_NUM_THREADS=1 $(printf '%q ' "${args[@]}")" >&2
-if [[ "$dry" -eq 1 ]]; then exit 0; fi
-exec "${args[@]}"
+source "$(dirname "$0")/common.sh"

@@ -31,17 +31,21 @@ final class EndToEndTrainingTests: XCTestCase {
         super.tearDown()
     }
 
+    /// `mpirun` arguments that start `ranks` copies of the built `daft` (one BLAS thread each) before `args`.
+    static func mpirunArguments(ranks: Int, _ args: [String]) throws -> [String] {
+        ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1", try Harness.binary("daft").path] + args
+    }
+
+    /// Runs `daft args` alone or under `mpirun -np ranks`.
+    static func launch(_ args: [String], ranks: Int?, timeout: Double) throws -> Harness.Result {
+        if let ranks { return try Harness.run(try Harness.mpirunPath(), try mpirunArguments(ranks: ranks, args), environment: [:], timeout: timeout) }
+        return try Harness.run(try Harness.binary("daft").path, args, environment: [:], timeout: timeout)
+    }
+
+    /// For class set-up (no test to fail yet): throws with stderr when `daft` does not exit 0.
     @discardableResult
     static func daft(_ args: [String], ranks: Int? = nil, timeout: Double = 300) throws -> Harness.Result {
-        let bin = try Harness.binary("daft").path
-        let r: Harness.Result
-        if let ranks {
-            let mpirun = try Harness.mpirunPath()
-            r = try Harness.run(mpirun, ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1", bin] + args,
-                                environment: [:], timeout: timeout)
-        } else {
-            r = try Harness.run(bin, args, environment: [:], timeout: timeout)
-        }
+        let r = try launch(args, ranks: ranks, timeout: timeout)
         if r.status != 0 || r.timedOut {
             throw NSError(domain: "daft", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: "daft \(args.joined(separator: " ")) failed: \(r.stderr.suffix(1000))"])
         }
@@ -50,14 +54,7 @@ final class EndToEndTrainingTests: XCTestCase {
 
     /// Runs `daft` and fails the test with its output when it does not exit 0.
     func run(_ args: [String], ranks: Int? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> Harness.Result {
-        let bin = try Harness.binary("daft").path
-        let r: Harness.Result
-        if let ranks {
-            r = try Harness.run(try Harness.mpirunPath(), ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1", bin] + args,
-                                environment: [:], timeout: 600)
-        } else {
-            r = try Harness.run(bin, args, environment: [:], timeout: 600)
-        }
+        let r = try Self.launch(args, ranks: ranks, timeout: 600)
         XCTAssertEqual(r.status, 0, "daft \(args.joined(separator: " ")) (ranks \(ranks ?? 0)) failed:\n\(r.stdout.suffix(2000))\n\(r.stderr.suffix(2000))", file: file, line: line)
         return r
     }
@@ -115,10 +112,9 @@ final class EndToEndTrainingTests: XCTestCase {
         try run(common + ["--out", dir("full")], ranks: 2)
         // the interrupted run: kill -9 once a mid-epoch checkpoint exists
         let out = dir("killed")
-        let mpirun = try Harness.mpirunPath(), bin = try Harness.binary("daft").path
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: mpirun)
-        p.arguments = ["-np", "2", "--oversubscribe", "--bind-to", "none", "-x", "OPENBLAS_NUM_THREADS=1", bin] + common + ["--out", out]
+        p.executableURL = URL(fileURLWithPath: try Harness.mpirunPath())
+        p.arguments = try Self.mpirunArguments(ranks: 2, common + ["--out", out])
         var env = ProcessInfo.processInfo.environment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         p.environment = env
