@@ -181,8 +181,18 @@ enum Harness {
     /// The built `daft-transport`, next to the test bundle.
     static func transportBinary() throws -> URL { try binary("daft-transport") }
 
-    /// A product built with the tests (`daft`, `daft-transport`), next to the test bundle.
+    /// A product built with the tests (`daft`, `daft-transport`): from `DAFT_BIN_DIR` when set (the test command
+    /// points it at the release build, so the heavy end-to-end runs use the optimised binary), else next to the
+    /// test bundle.
     static func binary(_ name: String) throws -> URL {
+        if let dir = ProcessInfo.processInfo.environment["DAFT_BIN_DIR"], !dir.isEmpty {
+            let url = URL(fileURLWithPath: dir).appendingPathComponent(name)
+            guard FileManager.default.isExecutableFile(atPath: url.path) else {
+                XCTFail("DAFT_BIN_DIR=\(dir) has no executable \(name); build it (swift build -c release) or unset DAFT_BIN_DIR")
+                throw XCTSkip("\(name) missing")
+            }
+            return url
+        }
         var dirs: [URL] = [Bundle.main.bundleURL, Bundle(for: BundleAnchor.self).bundleURL.deletingLastPathComponent()]
         if let exe = Bundle.main.executableURL { dirs.append(exe.deletingLastPathComponent()) }
         dirs.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
