@@ -247,6 +247,9 @@ public final class Coordinator {
                     let s = try trainer.convertBatchNorm()
                     out("convert-bn: target statistics from \(s.batches) global batches of \(options.batchSize); BN layers rewritten")
                 }
+                // the distortion reference (method.md §8) is the initial, post-conversion model for every method;
+                // prepareFineTune refreshes it after a probe (the same backbone, the probed head)
+                trainer.reference.store.copyValues(from: model.store)
                 state.phase = options.method.probes ? .probe : (options.method.fineTunes ? .train : .evaluate)
                 try checkpoint(reason: "phase convert-bn done")
             case .probe:

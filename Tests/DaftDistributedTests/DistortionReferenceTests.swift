@@ -1,0 +1,51 @@
+import Foundation
+import XCTest
+import DaftInterop
+
+/// The distortion / parameter-distance reference (method.md §8) is the initial, post-conversion model for
+/// every method. LP changes no feature, so its run must report distortion L2 0, cosine 1 and a zero
+/// distance for every backbone tensor (regression: LP used to be measured against a freshly built network).
+extension EndToEndTrainingTests {
+    /// The newest checkpoint directory (by step) under a run's `checkpoints/`.
+    func newestCheckpoint(_ out: String) throws -> String {
+        let root = out + "/checkpoints"
+        let names = try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.hasPrefix("ckpt-") }.sorted()
+        return root + "/" + (try XCTUnwrap(names.last, "no checkpoint under \(root)"))
+    }
+
+    func testEndToEndDistortionReferenceIsTheStartingModelForEveryMethod() throws {
+        let initFile = try tensors(Self.pretrained)
+        let data = "npy:\(Self.dataX),\(Self.dataY)"
+        let converting: Set<String> = ["daft", "lp-ft+conversion", "conversion-only"]
+        let runs: [(String, [String])] = ["ft", "lp", "lp-ft", "daft", "lp-ft+conversion", "conversion-only", "fast-head-only", "freeze"].map { ($0, []) }
+            + [("lp", ["--lp-solver", "ridge"])]
+        for (method, extra) in runs {
+            let out = dir("ref-\(method)\(extra.count)")
+            try run(["finetune", "--method", method] + extra + ["--init", Self.pretrained, "--data", data, "--val-data", data,
+                     "--test-data", data, "--batch-size", "16", "--max-steps", "2", "--epochs", "1", "--lr", "0.001",
+                     "--unfreeze-from", "layer3", "--out", out])
+            let reference = try tensors(try newestCheckpoint(out) + "/reference.safetensors")
+            for (name, t) in initFile.tensors where !name.hasPrefix("fc.") && t.dtype == .F32 {
+                let ref = try XCTUnwrap(reference.tensors[name], "\(method): reference lacks \(name)")
+                let isBN = name.hasPrefix("bn") || name.contains(".bn") || name.contains("downsample.1")
+                if converting.contains(method) && isBN { continue }  // the conversion rewrites BN tensors
+                XCTAssertEqual(try ref.floats(), try t.floats(), "\(method) \(extra): reference \(name) is not the starting model's")
+            }
+            if converting.contains(method) {
+                let a = try reference.tensors["bn1.running_mean"]!.floats(), b = try initFile.tensors["bn1.running_mean"]!.floats()
+                XCTAssertNotEqual(a, b, "\(method): reference should carry the converted (target) BN statistics")
+            }
+            let results = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as! [String: Any]
+            if method == "lp" {
+                let d = try XCTUnwrap(results["distortion"] as? [String: Any], "lp \(extra): no distortion in results.json")
+                XCTAssertEqual(d["l2Mean"] as? Double, 0, "lp \(extra): features moved")
+                XCTAssertEqual(d["cosineMean"] as? Double ?? 0, 1, accuracy: 1e-6, "lp \(extra): cosine")
+                let distances = try XCTUnwrap(results["parameterDistance"] as? [String: Double])
+                XCTAssertFalse(distances.isEmpty)
+                for (name, v) in distances where !name.hasPrefix("fc.") {
+                    XCTAssertEqual(v, 0, "lp \(extra): backbone tensor \(name) reported as moved")
+                }
+            }
+        }
+    }
+}
