@@ -14,8 +14,9 @@ public enum Method: String, CaseIterable, Codable {
     public var probes: Bool { [.lp, .lpFT, .lpFTConversion, .freeze].contains(self) }
     /// A fine-tuning phase follows.
     public var fineTunes: Bool { self != .lp }
-    /// BN behaviour while fine-tuning: LP-FT keeps source (or converted) statistics frozen.
-    public var fineTuneBatchNorm: BatchNormMode { [.lpFT, .lpFTConversion].contains(self) ? .eval : .train }
+    /// BN behaviour while fine-tuning: LP-FT keeps the source statistics frozen; LP-FT + conversion trains in BN
+    /// training mode after the conversion, as the reference's `--use_bn_conversion` does (method.md §4).
+    public var fineTuneBatchNorm: BatchNormMode { self == .lpFT ? .eval : .train }
     /// Separate head / backbone learning rates (η_h ≫ η_b); otherwise one rate for everything.
     public var twoLearningRates: Bool { [.daft, .fastHeadOnly].contains(self) }
 
@@ -25,7 +26,7 @@ public enum Method: String, CaseIterable, Codable {
         case .lp: return "linear probe: frozen backbone (BN eval), head only (logistic regression or ridge)"
         case .lpFT: return "LP head first, then fine-tune everything at one small lr with BN in evaluation behaviour"
         case .daft: return "BN conversion + zero head trained at lr-head >> lr-backbone, one stage, BN in training mode"
-        case .lpFTConversion: return "BN conversion, then LP-FT"
+        case .lpFTConversion: return "BN conversion, then LP-FT with BN in training mode (the reference's --use_bn_conversion)"
         case .conversionOnly: return "BN conversion + zero head, one lr for head and backbone"
         case .fastHeadOnly: return "zero head at lr-head >> lr-backbone, no BN conversion"
         case .freeze: return "train the head, then unfreeze from --unfreeze-from (e.g. layer3) upward at one low lr"

@@ -35,6 +35,14 @@ extension EndToEndTrainingTests {
                 let a = try reference.tensors["bn1.running_mean"]!.floats(), b = try initFile.tensors["bn1.running_mean"]!.floats()
                 XCTAssertNotEqual(a, b, "\(method): reference should carry the converted (target) BN statistics")
             }
+            // BN behaviour while fine-tuning (method.md §4): LP-FT keeps the running statistics frozen, every other
+            // fine-tuning method (LP-FT + conversion included) runs BN in training mode, so they move
+            if method != "lp" {
+                let final = try tensors(out + "/final.safetensors")
+                let bn = "layer3.0.bn1.running_mean"  // trained by every method, freeze (from layer3) included
+                let moved = try final.tensors[bn]!.floats() != reference.tensors[bn]!.floats()
+                XCTAssertEqual(moved, method != "lp-ft", "\(method): BN running statistics \(moved ? "moved" : "stayed") during fine-tuning")
+            }
             let results = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as! [String: Any]
             if method == "lp" {
                 let d = try XCTUnwrap(results["distortion"] as? [String: Any], "lp \(extra): no distortion in results.json")
