@@ -253,9 +253,12 @@ public final class Coordinator {
                 state.phase = options.method.probes ? .probe : (options.method.fineTunes ? .train : .evaluate)
                 try checkpoint(reason: "phase convert-bn done")
             case .probe:
-                guard let val = inputs.validation ?? Optional(inputs.train) else { throw ModelError("unreachable") }
+                // the probe's regularisation is chosen on ID validation, never on the training set (method.md §4)
+                guard let val = inputs.validation else {
+                    throw ModelError("--method \(options.method.rawValue) probes the head and chooses its regularisation on ID validation: pass --val-data")
+                }
                 let r = try trainer.probe(validation: val)
-                out(String(format: "probe: chose l2 %.0e, ID val accuracy %.4f", r.l2, r.valAccuracy))
+                out(String(format: "probe: chose %@ %.3g, ID val accuracy %.4f", options.probeSolver == .ridge ? "λ" : "C", r.regularisation, r.valAccuracy))
                 state.phase = options.method.fineTunes ? .train : .evaluate
                 if !options.method.fineTunes { bestWeights = snapshot(model) ; state.bestValAccuracy = r.valAccuracy }
                 try checkpoint(isBest: !options.method.fineTunes, metric: r.valAccuracy, reason: "phase probe done")

@@ -25,7 +25,12 @@ public struct TrainingOptions: Codable, Equatable {
     /// Parameter checksum comparison across ranks every this many steps (0 = off).
     public var consistencyEvery = 50
     public var probeSolver: ProbeSolver = .logistic
-    public var probeL2Grid: [Double] = [1e-4, 1e-3, 1e-2, 1e-1]
+    /// Logistic probe: inverse strengths C tried on ID validation (λ = 1/(C·N)), in increasing order (warm starts).
+    public var probeInverseStrengths: [Double] = LogisticProbe.referenceInverseStrengths
+    /// Logistic probe: stop when max|∇| of the mean-loss objective is at most this (scikit-learn's default tol)...
+    public var probeTolerance = 1e-4
+    /// ...or after this many iterations per C.
+    public var probeMaxIterations = 1000
     public var unfreezeFrom = "layer3"
     /// Global batches used to measure the target BN statistics (nil = one pass over the training set).
     public var conversionBatches: Int? = nil
@@ -143,8 +148,9 @@ public final class Trainer {
 
     // MARK: phase probe
 
-    /// Trains the head on frozen features (BN in evaluation behaviour); the L2 strength is chosen on `validation`.
-    public func probe(validation: ImageDataset) throws -> (l2: Double, valAccuracy: Double) {
+    /// Trains the head on frozen features (BN in evaluation behaviour); the regularisation is chosen on `validation`
+    /// (ridge: λ; logistic: the inverse strength C). Returns that choice and its ID validation accuracy.
+    public func probe(validation: ImageDataset) throws -> (regularisation: Double, valAccuracy: Double) {
         let trainShard = EvaluationShard(count: train.count, rank: comm.rank, worldSize: comm.size)
         let valShard = EvaluationShard(count: validation.count, rank: comm.rank, worldSize: comm.size)
         let ft = try FeatureExtractor.extract(model: model, dataset: train, indices: Array(trainShard.range),
@@ -176,18 +182,28 @@ public final class Trainer {
             log(String(format: "probe (ridge): λ %.0e, ID val acc %.4f", chosen.lambda, chosen.accuracy))
             return (chosen.lambda, chosen.accuracy)
         }
+        // the reference's sweep (lp_log_reg.py): C increasing, each fit warm-started from the previous one,
+        // the best ID val accuracy wins and a tie keeps the smaller C (the stronger regularisation)
         let standard = LogisticProbe.standardisation(ft, communicator: comm)
-        var best: (l2: Double, acc: Double, fit: LogisticProbe.Result)? = nil
-        for l2 in options.probeL2Grid {
-            let fit = LogisticProbe.fit(ft, classes: K, l2: l2, standard: standard, communicator: comm)
+        var best: (c: Double, acc: Double, fit: LogisticProbe.Result)? = nil
+        var warm: [Double]? = nil
+        var unconverged = 0
+        for c in options.probeInverseStrengths.sorted() {
+            let fit = LogisticProbe.fit(ft, classes: K, inverseStrength: c, standard: standard, warmStart: warm,
+                                        tolerance: options.probeTolerance, maxIterations: options.probeMaxIterations, communicator: comm)
+            warm = fit.standardisedSolution
+            if !fit.converged { unconverged += 1 }
             let acc = LogisticProbe.accuracy(fv, weight: fit.weight, bias: fit.bias, classes: K, communicator: comm)
-            log(String(format: "probe: l2 %.0e  train loss %.4f  val acc %.4f", l2, fit.trainLoss, acc))
-            if best == nil || acc > best!.acc { best = (l2, acc, fit) }
+            if best == nil || acc > best!.acc { best = (c, acc, fit) }
         }
-        guard let best else { throw ModelError("probe: --probe-l2 grid is empty") }
+        guard let best else { throw ModelError("probe: the inverse-strength grid is empty") }
+        log(String(format: "probe (logistic): %d values of C, best C %.3g (train loss %.4f, %d iterations%@), ID val acc %.4f%@",
+                   options.probeInverseStrengths.count, best.c, best.fit.trainLoss, best.fit.iterations,
+                   best.fit.converged ? "" : String(format: ", not converged: max|∇| %.2g", best.fit.gradientNorm), best.acc,
+                   unconverged > 0 ? " (\(unconverged) fits stopped at \(options.probeMaxIterations) iterations)" : ""))
         best.fit.weight.withUnsafeBufferPointer { model.fcWeight.update(from: $0.baseAddress!, count: $0.count) }
         best.fit.bias.withUnsafeBufferPointer { model.fcBias.update(from: $0.baseAddress!, count: $0.count) }
-        return (best.l2, best.acc)
+        return (best.c, best.acc)
     }
 
     // MARK: phase train

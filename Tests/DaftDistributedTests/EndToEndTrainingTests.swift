@@ -151,7 +151,7 @@ final class EndToEndTrainingTests: XCTestCase {
         // the committed, well-trained ResNet-20: on the barely trained narrow net float-order differences between
         // rank counts grow chaotically (measured 4.8e-4 after 12 steps), which is not what this test is about
         let committed = Harness.packageRoot.appendingPathComponent("pretrained/resnet20-fashion-source.safetensors").path
-        let common = ["finetune", "--method", "lp-ft", "--init", committed, "--data", "npy:\(Self.dataX),\(Self.dataY)",
+        let common = ["finetune", "--method", "lp-ft", "--init", committed, "--data", "npy:\(Self.dataX),\(Self.dataY)", "--val-data", "npy:\(Self.dataX),\(Self.dataY)",
                       "--limit", "60", "--batch-size", "10", "--epochs", "2", "--checkpoint-every", "4", "--keep", "50", "--lr", "0.0003"]
         try run(common + ["--out", dir("lpft")], ranks: 1)
         let boundary = dir("lpft") + "/checkpoints/ckpt-000000000"   // written when the probe phase ended

@@ -42,3 +42,36 @@ extension SafeTensorsFile {
     public func fixtureFloats(_ name: String) throws -> [Float] { try tensor(name, source: "fixture").floats() }
     public func fixtureDoubles(_ name: String) throws -> [Double] { try tensor(name, source: "fixture").doubles() }
 }
+
+/// The Python interpreter of the PyTorch/scikit-learn comparisons: `DAFT_PYTHON` (the test command sets it to
+/// the venv `launch/python-env.sh` builds under .build/).
+public enum TestPython {
+    public struct Missing: Error, CustomStringConvertible {
+        public var description: String {
+            "DAFT_PYTHON is not set: run the comparison tests as DAFT_PYTHON=$(bash launch/python-env.sh) swift test ..."
+        }
+    }
+
+    public static func interpreter() throws -> String {
+        guard let p = ProcessInfo.processInfo.environment["DAFT_PYTHON"], !p.isEmpty else { throw Missing() }
+        return p
+    }
+
+    /// Runs `script` (Python source) with `arguments`; returns stdout, throws with stderr on a non-zero exit.
+    @discardableResult
+    public static func run(_ script: String, _ arguments: [String] = []) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try interpreter())
+        process.arguments = ["-c", script] + arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out; process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw NSError(domain: "python", code: Int(process.terminationStatus),
+                          userInfo: [NSLocalizedDescriptionKey: "python failed: " + String(decoding: stderr.suffix(2000), as: UTF8.self)])
+        }
+        return String(decoding: stdout, as: UTF8.self)
+    }
+}

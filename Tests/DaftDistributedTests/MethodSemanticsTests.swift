@@ -2,9 +2,10 @@ import Foundation
 import XCTest
 import DaftInterop
 
-/// The distortion / parameter-distance reference (method.md §8) is the initial, post-conversion model for
-/// every method. LP changes no feature, so its run must report distortion L2 0, cosine 1 and a zero
-/// distance for every backbone tensor (regression: LP used to be measured against a freshly built network).
+/// What each method does to the starting model, end to end: the distortion / parameter-distance reference
+/// (method.md §8) is the initial, post-conversion model for every method — LP changes no feature, so its run
+/// must report distortion L2 0, cosine 1 and a zero distance for every backbone tensor (regression: LP used to
+/// be measured against a freshly built network); BN behaviour while fine-tuning; the probe's need for ID val.
 extension EndToEndTrainingTests {
     /// The newest checkpoint directory (by step) under a run's `checkpoints/`.
     func newestCheckpoint(_ out: String) throws -> String {
@@ -54,6 +55,19 @@ extension EndToEndTrainingTests {
                     XCTAssertEqual(v, 0, "lp \(extra): backbone tensor \(name) reported as moved")
                 }
             }
+        }
+    }
+
+    /// Probing methods choose their regularisation on ID validation: without --val-data they stop with one line
+    /// naming the flag (they used to choose on the training set silently).
+    func testEndToEndProbeWithoutValidationSetIsAnError() throws {
+        for method in ["lp", "lp-ft", "freeze"] {
+            let r = try Harness.run(try Harness.binary("daft").path, ["finetune", "--method", method, "--init", Self.pretrained,
+                                    "--data", "npy:\(Self.dataX),\(Self.dataY)", "--out", dir("noval-\(method)")], environment: [:], timeout: 120)
+            XCTAssertNotEqual(r.status, 0, "\(method) without --val-data should fail")
+            let lines = r.stderr.split(separator: "\n").filter { !$0.isEmpty }
+            XCTAssertEqual(lines.count, 1, "\(method): \(r.stderr)")
+            XCTAssertTrue(r.stderr.contains("--val-data"), "\(method): \(r.stderr)")
         }
     }
 }
