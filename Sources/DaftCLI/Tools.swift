@@ -73,6 +73,7 @@ struct ConvertBN: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Global batch size B of the statistics") var batchSize: Int = 128
     @Option var seed: UInt64 = 0
     @Flag(name: .customLong("no-augment")) var noAugment = false
+    @Flag(help: "Measure batches in file order instead of shuffled training batches (method.md §2: shuffled by default)") var sequential = false
     @Option(help: "Output safetensors") var out: String
     @Option var threads: Int?
     @Option(help: "Config file (TOML or YAML)") var config: String?
@@ -82,7 +83,7 @@ struct ConvertBN: ParsableCommand {
         let (model, file) = try loadModel(initWeights)
         let d = try Runtime.dataset(data, limit: limit)
         let norm = normalization(from: file, channels: d.channels)
-        let plan = GlobalBatchPlan(count: d.count, globalBatch: batchSize, worldSize: comm.size, seed: seed, shuffle: false, tail: .drop)
+        let plan = GlobalBatchPlan(count: d.count, globalBatch: batchSize, worldSize: comm.size, seed: seed, shuffle: !sequential, tail: .drop)
         model.context.sync = comm
         let stats = try BNConversion.measure(model: model, dataset: d, plan: plan, normalization: norm,
                                              augmentation: noAugment ? nil : .standard, seed: seed, communicator: comm)

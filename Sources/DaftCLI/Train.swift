@@ -15,6 +15,7 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("lp-solver"), help: "logistic or ridge") var lpSolver: String = "logistic"
     @Option(name: .customLong("unfreeze-from"), help: "freeze method: first trained stage (layer1…layerN)") var unfreezeFrom: String = "layer3"
     @Option(name: .customLong("convert-batches"), help: "Global batches measured for BN conversion (default: one pass)") var convertBatches: Int?
+    @Flag(name: .customLong("convert-sequential"), help: "BN conversion measures batches in file order (default: shuffled training batches)") var convertSequential = false
     @Option(help: "Pretrained prior during fine-tuning: none, l2sp, feature, l2sp+feature") var prior: String = "none"
     @Option(name: .customLong("prior-alpha"), help: "L2-SP: weight of ‖θ_backbone − θ0‖²/2") var priorAlpha: Double = 0.01
     @Option(name: .customLong("prior-beta"), help: "L2-SP: weight of ‖θ_head‖²/2") var priorBeta: Double = 0.01
@@ -35,6 +36,7 @@ struct Finetune: ParsableCommand {
         o.probeSolver = solver
         o.unfreezeFrom = unfreezeFrom
         o.conversionBatches = convertBatches
+        o.conversionShuffled = !convertSequential
         if priors.contains("l2sp") { o.l2spAlpha = priorAlpha; o.l2spBeta = priorBeta }
         if priors.contains("feature") {
             o.featurePriorLambda = priorLambda

@@ -34,6 +34,9 @@ public struct TrainingOptions: Codable, Equatable {
     public var unfreezeFrom = "layer3"
     /// Global batches used to measure the target BN statistics (nil = one pass over the training set).
     public var conversionBatches: Int? = nil
+    /// BN conversion measures shuffled training batches (epoch 0's permutation, the training augmentation), so a
+    /// class-sorted file does not bias the statistics (method.md §2); false: batches in file order.
+    public var conversionShuffled = true
     /// Stop when ID validation accuracy has not improved for this many epochs (0 = never).
     public var earlyStopPatience = 0
     public var l2spAlpha = 0.0
@@ -138,7 +141,7 @@ public final class Trainer {
     /// BN conversion on the ID training data with the training augmentation (method.md §2).
     public func convertBatchNorm() throws -> BNConversion.Statistics {
         let convPlan = GlobalBatchPlan(count: train.count, globalBatch: options.batchSize, worldSize: comm.size,
-                                       seed: options.seed, shuffle: false, tail: .drop)
+                                       seed: options.seed, shuffle: options.conversionShuffled, tail: .drop)
         let stats = try BNConversion.measure(model: model, dataset: train, plan: convPlan, normalization: normalization,
                                              augmentation: options.augment ? .standard : nil, seed: options.seed,
                                              communicator: comm, maxBatches: options.conversionBatches)

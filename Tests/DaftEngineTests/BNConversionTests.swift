@@ -4,6 +4,7 @@ import DaftInterop
 import DaftKernels
 import DaftModels
 import DaftDistributed
+import DaftData
 @testable import DaftEngine
 
 /// DAFT BN conversion (method.md §2) against an independent PyTorch computation of the same formula
@@ -78,5 +79,41 @@ final class BNConversionTests: XCTestCase {
         XCTAssertThrowsError(try BNConversion.measure(model: model, batchCount: 1, communicator: SingleProcessCommunicator()) { _ in
             (x, Shape4(1, 1, 1, 1))
         }) { XCTAssertTrue("\($0)".contains("values per channel"), "\($0)") }
+    }
+}
+
+/// The conversion pass of a fine-tuning run measures shuffled training batches (method.md §2): on class-sorted
+/// data the statistics are those of the training loader's epoch-0 batches, not of the file's first rows.
+final class BNConversionOrderTests: XCTestCase {
+    func testTrainerMeasuresShuffledTrainingBatchesByDefault() throws {
+        let fixture = try TestFixtures.load("bn_conversion.safetensors")
+        // 40 images sorted by "class": 20 dark then 20 bright
+        var pixels = [UInt8](), labels = [Int32]()
+        var rng = DaftKernels.SplitMix64(seed: 3)
+        for n in 0..<40 {
+            for _ in 0..<(28 * 28) { pixels.append(UInt8((n < 20 ? 0 : 150) + Int(rng.nextUnit() * 100))) }
+            labels.append(n < 20 ? 0 : 1)
+        }
+        let data = try ImageDataset(name: "sorted", channels: 1, height: 28, width: 28, numClasses: 2, pixels: pixels, labels: labels)
+        func stats(shuffled: Bool) throws -> BNConversion.Statistics {
+            var o = TrainingOptions()
+            o.batchSize = 10; o.conversionBatches = 1; o.conversionShuffled = shuffled; o.augment = false
+            let trainer = Trainer(model: try TestFixtures.model(fixture, prefix: "param."), communicator: SingleProcessCommunicator(),
+                                  options: o, train: data, normalization: .fashionMNIST, log: { _ in })
+            return try trainer.convertBatchNorm()
+        }
+        XCTAssertTrue(TrainingOptions().conversionShuffled, "shuffled is the default")
+        // the first global batch of the training loader's epoch 0, measured directly
+        let plan = GlobalBatchPlan(count: 40, globalBatch: 10, worldSize: 1, seed: 0, shuffle: true, tail: .drop)
+        let first = plan.globalBatches(epoch: 0)[0]
+        XCTAssertNotEqual(first.sorted(), Array(0..<10), "the permutation mixes the classes")
+        let direct = try BNConversion.measure(model: try TestFixtures.model(fixture, prefix: "param."), batchCount: 1,
+                                              communicator: SingleProcessCommunicator()) { _ in
+            (makeBatch(dataset: data, indices: first, normalization: .fashionMNIST, augmentation: nil, seed: 0, epoch: 0).x, Shape4(10, 1, 28, 28))
+        }
+        let shuffled = try stats(shuffled: true), sequential = try stats(shuffled: false)
+        XCTAssertEqual(shuffled.means[0], direct.means[0])
+        XCTAssertEqual(shuffled.variances[0], direct.variances[0])
+        XCTAssertNotEqual(sequential.means[0], shuffled.means[0], "file order (all dark) differs from the shuffled batch")
     }
 }
