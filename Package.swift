@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "DaftKernelsTests", dependencies: ["DaftKernels"]),
         .testTarget(name: "DaftInteropTests", dependencies: ["DaftInterop"]),
         // transport scenarios under mpirun, and the few heavy end-to-end runs of `daft` under mpirun (EndToEnd*).
-        .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed", "DaftInterop"]),
+        .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed", "DaftInterop", "DaftTestSupport"]),
         .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels", "DaftTestSupport"]),
         .testTarget(name: "DaftDataTests", dependencies: ["DaftData", "DaftInterop"]),
         .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine", "DaftTestSupport"]),

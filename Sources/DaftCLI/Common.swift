@@ -5,6 +5,7 @@ import DaftModels
 import DaftData
 import DaftDistributed
 import DaftEngine
+import DaftInterop
 
 /// A one-line error for users (printed as `daft: error: …`, exit status 1).
 struct CLIError: Error, CustomStringConvertible {
@@ -19,11 +20,37 @@ enum Runtime {
         return Communicators.fromEnvironment()
     }
 
-    /// Loads a named data set (`fashion-mnist:SPLIT[@DOMAIN]`, `npy:X,Y`), optionally only its first `limit` samples.
-    static func dataset(_ spec: String, limit: Int?) throws -> ImageDataset {
-        let d = try DataCatalog.load(try DataSpec.parse(spec))
-        guard let limit, limit < d.count else { return d }
-        return d.subset(0..<max(limit, 0), name: d.name)
+    /// Loads a named data set (`fashion-mnist:SPLIT[@DOMAIN]`, `npy:X,Y`), optionally only its first `limit`
+    /// samples, converted to the model's `channels` when given (grey ↔ RGB as torchvision's loader does).
+    static func dataset(_ spec: String, limit: Int?, channels: Int? = nil) throws -> ImageDataset {
+        var d = try DataCatalog.load(try DataSpec.parse(spec))
+        if let limit, limit < d.count { d = d.subset(0..<max(limit, 0), name: d.name) }
+        if let channels { d = try d.converted(toChannels: channels) }
+        return d
+    }
+
+    /// Pretrained weights for a run: rank 0 reads the file, every rank decodes the same bytes.
+    static func broadcastWeights(_ path: String, communicator comm: Communicator) throws -> SafeTensorsFile {
+        var bytes: [UInt8] = []
+        if comm.rank == 0 {
+            guard let d = FileManager.default.contents(atPath: path) else { throw CLIError("\(path): cannot read weights (missing or unreadable)") }
+            bytes = [UInt8](d)
+        }
+        return try SafeTensorsFile.decode(comm.broadcast(bytes, root: 0), source: path)
+    }
+}
+
+/// `--mean/--std`: the model's input normalisation for weights that carry none (`ModelPreprocessing`).
+struct PreprocessingFlags: ParsableArguments {
+    @Option(help: "Per-channel mean of pixel/255, comma-separated (one value: every channel); for weights without mean/std metadata") var mean: String?
+    @Option(help: "Per-channel std of pixel/255, comma-separated (one value: every channel)") var std: String?
+
+    /// The normalisation of a model with `config` whose weights carry `metadata` (empty: trained from scratch).
+    func normalization(config: ResNetConfig, metadata: [String: String], source: String) throws -> Normalization {
+        try ModelPreprocessing.normalization(config: config, metadata: metadata,
+                                             mean: try mean.map { try ModelPreprocessing.parse($0, key: "--mean", source: "command line") },
+                                             std: try std.map { try ModelPreprocessing.parse($0, key: "--std", source: "command line") },
+                                             source: source)
     }
 }
 
@@ -84,13 +111,13 @@ struct TrainingFlags: ParsableArguments {
         return o
     }
 
-    func evalSets() throws -> (val: ImageDataset?, test: ImageDataset?, ood: [(String, ImageDataset)]) {
-        let val = try valData.map { try Runtime.dataset($0, limit: evalLimit) }
-        let test = try testData.map { try Runtime.dataset($0, limit: evalLimit) }
+    func evalSets(channels: Int) throws -> (val: ImageDataset?, test: ImageDataset?, ood: [(String, ImageDataset)]) {
+        let val = try valData.map { try Runtime.dataset($0, limit: evalLimit, channels: channels) }
+        let test = try testData.map { try Runtime.dataset($0, limit: evalLimit, channels: channels) }
         var oods: [(String, ImageDataset)] = []
         for o in ood {
             guard let eq = o.firstIndex(of: "="), eq != o.startIndex else { throw CLIError("--ood wants NAME=DATA, got '\(o)'") }
-            oods.append((String(o[..<eq]), try Runtime.dataset(String(o[o.index(after: eq)...]), limit: evalLimit)))
+            oods.append((String(o[..<eq]), try Runtime.dataset(String(o[o.index(after: eq)...]), limit: evalLimit, channels: channels)))
         }
         return (val, test, oods)
     }

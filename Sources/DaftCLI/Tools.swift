@@ -29,35 +29,31 @@ func loadModel(_ path: String) throws -> (ResNet, SafeTensorsFile) {
         source = path
         file = try SafeTensorsFile.read(URL(fileURLWithPath: path))
     }
-    let model = ResNet(try ResNetConfig.from(metadata: file.metadata, source: source))
+    let model = ResNet(try ResNetConfig.infer(from: file, source: source))
     try StateDict.load(file, into: model, source: source)
     return (model, file)
 }
 
-func normalization(from file: SafeTensorsFile, channels: Int) -> Normalization {
-    if let m = file.metadata["mean"], let s = file.metadata["std"] {
-        let mean = m.split(separator: ",").compactMap { Float($0) }, std = s.split(separator: ",").compactMap { Float($0) }
-        if mean.count == channels && std.count == channels { return Normalization(mean: mean, std: std) }
-    }
-    return Normalization.fashionMNIST.matching(channels: channels)
-}
-
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Accuracy and loss of weights on a data set, each sample counted once on any number of ranks.")
-    @Option(help: "Weights: safetensors file or checkpoint directory") var weights: String
+    @Option(help: "Weights: safetensors file (any torchvision ResNet state_dict) or checkpoint directory") var weights: String
     @Option(help: "Data set") var data: String = "fashion-mnist:test@id"
     @Option var limit: Int?
     @Option(name: .customLong("batch-size")) var batchSize: Int = 256
     @Option var threads: Int?
     @Flag var json = false
+    @OptionGroup var preprocessing: PreprocessingFlags
     @Option(help: "Config file (TOML or YAML)") var config: String?
 
     func run() throws {
         let comm = Runtime.communicator(threads: threads)
         let (model, file) = try loadModel(weights)
-        let d = try Runtime.dataset(data, limit: limit)
-        let r = try Evaluation.evaluate(model: model, dataset: d, normalization: normalization(from: file, channels: d.channels),
-                                        batchSize: batchSize, communicator: comm)
+        let norm = try preprocessing.normalization(config: model.config, metadata: file.metadata, source: weights)
+        let d = try Runtime.dataset(data, limit: limit, channels: model.config.inChannels)
+        guard d.numClasses <= model.config.numClasses else {
+            throw CLIError("\(data): labels go up to \(d.numClasses - 1), \(weights) has \(model.config.numClasses) classes")
+        }
+        let r = try Evaluation.evaluate(model: model, dataset: d, normalization: norm, batchSize: batchSize, communicator: comm)
         guard comm.rank == 0 else { return }
         print(String(format: "%@ on %@: accuracy %.4f  loss %.4f  (%d samples, %d rank(s))", weights, data, r.accuracy, r.loss, r.count, comm.size))
         if json { try printJSON(["accuracy": r.accuracy, "loss": r.loss, "count": r.count]) }
@@ -67,7 +63,7 @@ struct Evaluate: ParsableCommand {
 struct ConvertBN: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "convert-bn",
         abstract: "DAFT BN conversion alone: pretrained weights + target data in, converted weights out (same function, target statistics).")
-    @Option(name: .customLong("init"), help: "Pretrained weights") var initWeights: String
+    @Option(name: [.customLong("weights"), .customLong("init")], help: "Pretrained weights (safetensors or checkpoint directory)") var weights: String
     @Option var data: String = "fashion-mnist:target-train@id"
     @Option var limit: Int?
     @Option(name: .customLong("batch-size"), help: "Global batch size B of the statistics") var batchSize: Int = 128
@@ -76,20 +72,21 @@ struct ConvertBN: ParsableCommand {
     @Flag(help: "Measure batches in file order instead of shuffled training batches (method.md §2: shuffled by default)") var sequential = false
     @Option(help: "Output safetensors") var out: String
     @Option var threads: Int?
+    @OptionGroup var preprocessing: PreprocessingFlags
     @Option(help: "Config file (TOML or YAML)") var config: String?
 
     func run() throws {
         let comm = Runtime.communicator(threads: threads)
-        let (model, file) = try loadModel(initWeights)
-        let d = try Runtime.dataset(data, limit: limit)
-        let norm = normalization(from: file, channels: d.channels)
+        let (model, file) = try loadModel(weights)
+        let norm = try preprocessing.normalization(config: model.config, metadata: file.metadata, source: weights)
+        let d = try Runtime.dataset(data, limit: limit, channels: model.config.inChannels)
         let plan = GlobalBatchPlan(count: d.count, globalBatch: batchSize, worldSize: comm.size, seed: seed, shuffle: !sequential, tail: .drop)
         model.context.sync = comm
         let stats = try BNConversion.measure(model: model, dataset: d, plan: plan, normalization: norm,
                                              augmentation: noAugment ? nil : .standard, seed: seed, communicator: comm)
         BNConversion.apply(stats, to: model)
         if comm.rank == 0 {
-            var meta = file.metadata
+            var meta = file.metadata.merging(ModelPreprocessing.metadata(norm)) { _, new in new }
             meta["daft_converted_on"] = data
             meta["daft_conversion_batch"] = String(batchSize)
             try StateDict.file(model, extraMetadata: meta).write(to: URL(fileURLWithPath: out))
@@ -100,10 +97,12 @@ struct ConvertBN: ParsableCommand {
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "What a safetensors file or checkpoint directory holds.")
-    @Argument(help: "safetensors file or checkpoint directory") var path: String
+    @Argument(help: "safetensors file or checkpoint directory") var file: String?
+    @Option(help: "The same as the argument") var weights: String?
     @Flag var json = false
 
     func run() throws {
+        guard let path = weights ?? file else { throw CLIError("inspect: give a safetensors file or checkpoint directory (argument or --weights)") }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError("\(path): no such file or directory") }
         if isDir.boolValue {
@@ -126,10 +125,26 @@ struct Inspect: ParsableCommand {
         }
         print("\(f.tensors.count) tensors, \(total) values")
         for k in f.metadata.keys.sorted() { print("metadata \(k) = \(f.metadata[k]!)") }
+        var architecture: [String: Any] = [:]
+        do {
+            let c = try ResNetConfig.infer(from: f, source: path)
+            print("architecture (from the tensors): \(c.summary)")
+            let norm = try? ModelPreprocessing.normalization(config: c, metadata: f.metadata, mean: nil, std: nil, source: path)
+            print("preprocessing: " + (norm.map { "mean \(ModelPreprocessing.text($0.mean)), std \(ModelPreprocessing.text($0.std))\(f.metadata["mean"] == nil ? " (ImageNet default)" : "")" }
+                                      ?? "no mean/std in the metadata: commands need --mean/--std"))
+            architecture = ["arch": c.arch, "stem": c.stem.rawValue, "block": c.block.rawValue, "widths": c.widths, "blocks": c.blocks,
+                            "in_channels": c.inChannels, "num_classes": c.numClasses]
+            if let b = c.bottleneckWidths { architecture["bottleneck_widths"] = b }
+            if let norm { architecture["mean"] = norm.mean; architecture["std"] = norm.std }
+        } catch {
+            print("architecture: not a loadable ResNet: \(error)")
+        }
         if json {
             var tensors: [String: Any] = [:]
             for (k, t) in f.tensors { tensors[k] = ["dtype": t.dtype.rawValue, "shape": t.shape] }
-            try printJSON(["kind": "safetensors", "tensors": tensors, "metadata": f.metadata, "values": total])
+            var o: [String: Any] = ["kind": "safetensors", "tensors": tensors, "metadata": f.metadata, "values": total]
+            if !architecture.isEmpty { o["architecture"] = architecture }
+            try printJSON(o)
         }
     }
 }

@@ -10,7 +10,7 @@ struct Finetune: ParsableCommand {
         abstract: "Fine-tune pretrained weights on a target domain (DAFT, FT, LP, LP-FT and ablations).",
         discussion: "Methods: " + Method.allCases.map { "\($0.rawValue): \($0.summary)" }.joined(separator: "; "))
     @Option(help: "Method: \(Method.allCases.map(\.rawValue).joined(separator: ", "))") var method: String = "daft"
-    @Option(help: "Pretrained weights (safetensors with arch metadata)") var `init`: String = "pretrained/resnet20-fashion-source.safetensors"
+    @Option(name: [.customLong("weights"), .customLong("init")], help: "Pretrained weights: any torchvision ResNet state_dict as safetensors (architecture read from the tensors)") var weights: String = "pretrained/resnet20-fashion-source.safetensors"
     @Option(name: .customLong("num-classes"), help: "Classes of the new head (default: from the data)") var numClasses: Int?
     @Option(name: .customLong("lp-solver"), help: "logistic or ridge") var lpSolver: String = "logistic"
     @Option(name: .customLong("unfreeze-from"), help: "freeze method: first trained stage (layer1…layerN)") var unfreezeFrom: String = "layer3"
@@ -22,6 +22,7 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("prior-lambda"), help: "Feature prior: λ") var priorLambda: Double = 0.1
     @Option(name: .customLong("prior-layers"), help: "Feature prior layers, comma-separated (layer1…layerN, penultimate)") var priorLayers: String = "penultimate"
     @Option(name: .customLong("ridge-base"), help: "Ridge statistics of earlier domains (a run's ridge.safetensors) to add this domain's to") var ridgeBase: String?
+    @OptionGroup var preprocessing: PreprocessingFlags
     @OptionGroup var flags: TrainingFlags
 
     func run() throws {
@@ -42,17 +43,20 @@ struct Finetune: ParsableCommand {
             o.featurePriorLambda = priorLambda
             o.featurePriorLayers = priorLayers.split(separator: ",").map(String.init)
         }
-        let train = try Runtime.dataset(flags.data, limit: flags.limit)
-        let sets = try flags.evalSets()
-        let inputs = RunInputs(initWeights: URL(fileURLWithPath: `init`), train: train, validation: sets.val, test: sets.test,
-                               ood: sets.ood, normalization: .fashionMNIST.matching(channels: train.channels), outDirectory: URL(fileURLWithPath: flags.out),
+        let pretrained = try Runtime.broadcastWeights(weights, communicator: comm)
+        let config = try ResNetConfig.infer(from: pretrained, source: weights)
+        let normalization = try preprocessing.normalization(config: config, metadata: pretrained.metadata, source: weights)
+        let train = try Runtime.dataset(flags.data, limit: flags.limit, channels: config.inChannels)
+        let sets = try flags.evalSets(channels: config.inChannels)
+        var inputs = RunInputs(initWeights: pretrained, train: train, validation: sets.val, test: sets.test,
+                               ood: sets.ood, normalization: normalization, outDirectory: URL(fileURLWithPath: flags.out),
                                checkpointEvery: flags.checkpointEvery, keep: flags.keep, resume: flags.resume, numClasses: numClasses)
-        var withBase = inputs
-        withBase.ridgeBase = ridgeBase.map { URL(fileURLWithPath: $0) }
+        inputs.initSource = weights
+        inputs.ridgeBase = ridgeBase.map { URL(fileURLWithPath: $0) }
         if ridgeBase != nil && (m != .lp && m != .lpFT && m != .lpFTConversion || solver != .ridge) {
             throw CLIError("--ridge-base needs --lp-solver ridge and a method with a probe (lp, lp-ft, lp-ft+conversion)")
         }
-        _ = try Coordinator(communicator: comm, options: o, inputs: withBase, print: { print($0); fflush(stdout) }).run()
+        _ = try Coordinator(communicator: comm, options: o, inputs: inputs, print: { print($0); fflush(stdout) }).run()
     }
 }
 
@@ -62,6 +66,7 @@ struct Pretrain: ParsableCommand {
     @Option(help: "Per-stage widths, comma-separated (overrides the architecture's)") var widths: String?
     @Option(name: .customLong("in-channels")) var inChannels: Int?
     @Option(name: .customLong("num-classes")) var numClasses: Int?
+    @OptionGroup var preprocessing: PreprocessingFlags
     @OptionGroup var flags: TrainingFlags
 
     func run() throws {
@@ -75,17 +80,11 @@ struct Pretrain: ParsableCommand {
             return v
         }
         let cfg = try ResNetConfig.named(arch, inChannels: inChannels ?? train.channels, numClasses: numClasses ?? train.numClasses, widths: w)
-        let sets = try flags.evalSets()
-        let inputs = RunInputs(initWeights: nil, initConfig: cfg, train: train, validation: sets.val, test: sets.test, ood: sets.ood,
-                               normalization: .fashionMNIST.matching(channels: train.channels), outDirectory: URL(fileURLWithPath: flags.out),
+        let normalization = try preprocessing.normalization(config: cfg, metadata: [:], source: "pretrain --arch \(arch)")
+        let sets = try flags.evalSets(channels: cfg.inChannels)
+        let inputs = RunInputs(initWeights: nil, initConfig: cfg, train: try train.converted(toChannels: cfg.inChannels), validation: sets.val, test: sets.test, ood: sets.ood,
+                               normalization: normalization, outDirectory: URL(fileURLWithPath: flags.out),
                                checkpointEvery: flags.checkpointEvery, keep: flags.keep, resume: flags.resume, numClasses: cfg.numClasses)
         _ = try Coordinator(communicator: comm, options: o, inputs: inputs, print: { print($0); fflush(stdout) }).run()
-    }
-}
-
-extension Normalization {
-    /// The Fashion-MNIST constants repeated for `channels` channels.
-    func matching(channels: Int) -> Normalization {
-        channels == mean.count ? self : Normalization(mean: Array(repeating: mean[0], count: channels), std: Array(repeating: std[0], count: channels))
     }
 }

@@ -8,13 +8,17 @@ import DaftEngine
 
 /// What a fine-tuning run reads and writes besides the training options.
 public struct RunInputs {
-    /// Pretrained weights (`--init`); nil for `pretrain`, which builds `initConfig` from scratch.
-    public var initWeights: URL?
+    /// Pretrained weights (`--weights`/`--init`, read by rank 0 and broadcast by the CLI); nil for `pretrain`,
+    /// which builds `initConfig` from scratch.
+    public var initWeights: SafeTensorsFile?
+    /// The path the pretrained weights came from (for messages).
+    public var initSource: String = ""
     public var initConfig: ResNetConfig?
-    public var train: ImageDataset
-    public var validation: ImageDataset?
-    public var test: ImageDataset?
-    public var ood: [(name: String, data: ImageDataset)]
+    public var train: any LabelledImages
+    public var validation: (any LabelledImages)?
+    public var test: (any LabelledImages)?
+    public var ood: [(name: String, data: any LabelledImages)]
+    /// The model's input normalisation (`ModelPreprocessing`), written into every weights file.
     public var normalization: Normalization
     public var outDirectory: URL
     public var checkpointEvery: Int
@@ -24,8 +28,8 @@ public struct RunInputs {
     public var numClasses: Int?
     /// Ridge statistics of earlier domains (`--ridge-base`), added to by a ridge probe.
     public var ridgeBase: URL?
-    public init(initWeights: URL?, initConfig: ResNetConfig? = nil, train: ImageDataset, validation: ImageDataset?, test: ImageDataset?,
-                ood: [(name: String, data: ImageDataset)], normalization: Normalization, outDirectory: URL,
+    public init(initWeights: SafeTensorsFile?, initConfig: ResNetConfig? = nil, train: any LabelledImages, validation: (any LabelledImages)?, test: (any LabelledImages)?,
+                ood: [(name: String, data: any LabelledImages)], normalization: Normalization, outDirectory: URL,
                 checkpointEvery: Int, keep: Int, resume: String?, numClasses: Int?) {
         self.initWeights = initWeights; self.initConfig = initConfig; self.train = train; self.validation = validation; self.test = test; self.ood = ood
         self.normalization = normalization; self.outDirectory = outDirectory; self.checkpointEvery = checkpointEvery
@@ -111,7 +115,7 @@ public final class Coordinator {
                 blobs[f] = comm.broadcast(bytes, root: 0)
             }
             let weights = try SafeTensorsFile.decode(blobs["weights.safetensors"]!, source: "checkpoint weights.safetensors")
-            let model = ResNet(try ResNetConfig.from(metadata: weights.metadata, source: "checkpoint weights.safetensors"))
+            let model = ResNet(try ResNetConfig.infer(from: weights, source: "checkpoint weights.safetensors"))
             try StateDict.load(weights, into: model, source: "checkpoint weights.safetensors")
             let decoder = JSONDecoder()
             decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
@@ -146,11 +150,9 @@ public final class Coordinator {
             model.resetParameters(rng: &rng)
             return model
         }
-        // fresh start: rank 0 reads --init, every rank decodes the same bytes
-        let bytes = comm.broadcast(comm.rank == 0 ? try readFile(initWeights) : [], root: 0)
-        let source = initWeights.path
-        let file = try SafeTensorsFile.decode(bytes, source: source)
-        var config = try ResNetConfig.from(metadata: file.metadata, source: source)
+        // fresh start from the pretrained weights (identical on every rank: the CLI broadcast rank 0's bytes)
+        let file = initWeights, source = inputs.initSource
+        var config = try ResNetConfig.infer(from: file, source: source)
         config.numClasses = inputs.numClasses ?? inputs.train.numClasses
         guard config.inChannels == inputs.train.channels else {
             throw ModelError("\(source): model takes \(config.inChannels) input channels, \(inputs.train.name) has \(inputs.train.channels)")
@@ -207,10 +209,7 @@ public final class Coordinator {
         out("checkpoint: \(dir.lastPathComponent) (\(reason))")
     }
 
-    var metadataExtras: [String: String] {
-        ["mean": inputs.normalization.mean.map { String($0) }.joined(separator: ","),
-         "std": inputs.normalization.std.map { String($0) }.joined(separator: ",")]
-    }
+    var metadataExtras: [String: String] { ModelPreprocessing.metadata(inputs.normalization) }
 
     func restoreOptimizer() throws {
         guard let f = optimizerFromCheckpoint, let sgd = trainer.sgd, let m = f.tensors["momentum"], let h = f.tensors["has_momentum"] else { return }
@@ -373,7 +372,7 @@ public final class Coordinator {
         let meanOOD = ood.isEmpty ? nil : ood.values.map(\.accuracy).reduce(0, +) / Double(ood.count)
         let distortionSet = inputs.test ?? inputs.validation
         let distortion = try distortionSet.map {
-            try Evaluation.distortion(model: selected, reference: trainer.reference, dataset: $0.subset(0..<min($0.count, 2000)),
+            try Evaluation.distortion(model: selected, reference: trainer.reference, dataset: $0.prefix(2000),
                                       normalization: norm, batchSize: bs, communicator: comm)
         }
         var dist: [String: Double] = [:]

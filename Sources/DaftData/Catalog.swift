@@ -46,6 +46,7 @@ public enum FashionMNISTSplit: String, CaseIterable, Sendable {
 /// - `fashion-mnist:SPLIT[@DOMAIN]`: a Fashion-MNIST split under a named domain (default `clean`).
 /// - `npy:X.npy,Y.npy[@DOMAIN]`: any dataset as two NPY files (see `ImageDataset.loadNPY`).
 /// - `idx:IMAGES,LABELS[@DOMAIN]`: any MNIST-family IDX pair (gzip or plain).
+/// - `folder:DIR[@DOMAIN]`: images in torchvision `ImageFolder` layout (see `ImageFolderDataset`).
 public enum DataSpec: Equatable, Sendable, CustomStringConvertible {
     /// A Fashion-MNIST split under a named domain.
     case fashionMNIST(split: FashionMNISTSplit, domain: String)
@@ -53,6 +54,8 @@ public enum DataSpec: Equatable, Sendable, CustomStringConvertible {
     case npy(x: String, y: String, domain: String)
     /// A pair of IDX files (images, labels) under a named domain.
     case idx(images: String, labels: String, domain: String)
+    /// A torchvision `ImageFolder` directory under a named domain.
+    case folder(directory: String, domain: String)
 
     /// The canonical text of the specification.
     public var description: String {
@@ -60,13 +63,14 @@ public enum DataSpec: Equatable, Sendable, CustomStringConvertible {
         case let .fashionMNIST(split, domain): return "fashion-mnist:\(split.rawValue)\(domain == "clean" ? "" : "@" + domain)"
         case let .npy(x, y, domain): return "npy:\(x),\(y)\(domain == "clean" ? "" : "@" + domain)"
         case let .idx(i, l, domain): return "idx:\(i),\(l)\(domain == "clean" ? "" : "@" + domain)"
+        case let .folder(d, domain): return "folder:\(d)\(domain == "clean" ? "" : "@" + domain)"
         }
     }
 
     /// The domain name the images are shifted with.
     public var domain: String {
         switch self {
-        case let .fashionMNIST(_, d), let .npy(_, _, d), let .idx(_, _, d): return d
+        case let .fashionMNIST(_, d), let .npy(_, _, d), let .idx(_, _, d), let .folder(_, d): return d
         }
     }
 
@@ -75,7 +79,7 @@ public enum DataSpec: Equatable, Sendable, CustomStringConvertible {
     public static func parse(_ text: String) throws -> DataSpec {
         let spec = text.trimmingCharacters(in: .whitespaces)
         guard let colon = spec.firstIndex(of: ":") else {
-            throw DataError("data '\(text)': expected SCHEME:..., one of fashion-mnist:SPLIT[@DOMAIN], npy:X.npy,Y.npy[@DOMAIN], idx:IMAGES,LABELS[@DOMAIN]")
+            throw DataError("data '\(text)': expected SCHEME:..., one of fashion-mnist:SPLIT[@DOMAIN], npy:X.npy,Y.npy[@DOMAIN], idx:IMAGES,LABELS[@DOMAIN], folder:DIR[@DOMAIN]")
         }
         let scheme = String(spec[..<colon]).lowercased()
         let rest = String(spec[spec.index(after: colon)...])
@@ -115,8 +119,19 @@ public enum DataSpec: Equatable, Sendable, CustomStringConvertible {
             }
             return scheme == "npy" ? .npy(x: parts[0], y: parts[1], domain: domain)
                                    : .idx(images: parts[0], labels: parts[1], domain: domain)
+        case "folder":
+            var directory = rest, domain = "clean"
+            if let at = rest.lastIndex(of: "@") {
+                let suffix = String(rest[rest.index(after: at)...])
+                if !suffix.contains("/") && !suffix.contains(".") && domains.contains(suffix) {
+                    domain = suffix
+                    directory = String(rest[..<at])
+                }
+            }
+            guard !directory.isEmpty else { throw DataError("data '\(text)': expected folder:DIR (an ImageFolder directory)") }
+            return .folder(directory: directory, domain: domain)
         default:
-            throw DataError("data '\(text)': unknown scheme '\(scheme)'; valid schemes: fashion-mnist, npy, idx")
+            throw DataError("data '\(text)': unknown scheme '\(scheme)'; valid schemes: fashion-mnist, npy, idx, folder")
         }
     }
 }
@@ -160,7 +175,7 @@ public enum DataCatalog {
             let role = d.name == "id" ? " [ID]" : (FashionShift.oodDomainNames.contains(d.name) ? " [OOD]" : "")
             lines.append("  @\(d.name)\(role)  \(d.summary)")
         }
-        lines.append("also: npy:X.npy,Y.npy[@DOMAIN], idx:IMAGES,LABELS[@DOMAIN]")
+        lines.append("also: npy:X.npy,Y.npy[@DOMAIN], idx:IMAGES,LABELS[@DOMAIN], folder:DIR[@DOMAIN] (torchvision ImageFolder, PNG/JPEG)")
         return lines
     }
 
@@ -219,6 +234,8 @@ public enum DataCatalog {
         case let .idx(i, l, _):
             let d = try ImageDataset.loadIDX(images: URL(fileURLWithPath: i), labels: URL(fileURLWithPath: l), name: spec.description)
             return d.applying(domain, name: spec.description)
+        case let .folder(d, _):
+            throw DataError("\(spec): an image folder is streamed, not loaded into memory; open it with DataCatalog.open (directory \(d))")
         }
     }
 

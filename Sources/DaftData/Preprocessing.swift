@@ -78,11 +78,11 @@ public struct Augmentation: Sendable, Equatable {
 }
 
 /// A float32 NCHW batch of `indices.count` images of `dataset`, normalised with `normalization`,
-/// augmented when `augmentation` is given (draws from (seed, epoch, dataset index) only), and their
-/// labels. `x[n][c][y][x]` is output pixel (x, y) of channel c; with augmentation it reads input
+/// augmented when `augmentation` is given (draws from (seed, epoch, sample key) only; the key is the dataset
+/// index unless `sampleKeys` gives one per batch entry), and their labels. `x[n][c][y][x]` is output pixel (x, y) of channel c; with augmentation it reads input
 /// pixel (x' − dx, y − dy) where x' = W − 1 − x if flipped else x, and zero padding (pixel 0) outside.
 public func makeBatch(dataset: ImageDataset, indices: [Int], normalization: Normalization,
-                      augmentation: Augmentation?, seed: UInt64, epoch: Int) -> (x: [Float], y: [Int32]) {
+                      augmentation: Augmentation?, seed: UInt64, epoch: Int, sampleKeys: [Int]? = nil) -> (x: [Float], y: [Int32]) {
     let c = dataset.channels, h = dataset.height, w = dataset.width
     precondition(normalization.channels == c,
                  "normalization has \(normalization.channels) channels, dataset \(dataset.name) has \(c)")
@@ -96,7 +96,7 @@ public func makeBatch(dataset: ImageDataset, indices: [Int], normalization: Norm
             for (n, idx) in indices.enumerated() {
                 precondition(idx >= 0 && idx < dataset.count, "batch index \(idx) out of range 0..<\(dataset.count)")
                 y[n] = dataset.labels[idx]
-                let (dx, dy, flip) = augmentation?.parameters(seed: seed, epoch: epoch, sampleIndex: idx) ?? (0, 0, false)
+                let (dx, dy, flip) = augmentation?.parameters(seed: seed, epoch: epoch, sampleIndex: sampleKeys?[n] ?? idx) ?? (0, 0, false)
                 for ch in 0..<c {
                     let src = idx * size + ch * plane, dst = n * size + ch * plane
                     let a = scale[ch], b = shift[ch]

@@ -20,15 +20,15 @@ public enum BNConversion {
     }
 
     /// Step 2–3 on a data set: global batches of `plan` (no shuffle), this rank's strided share of each.
-    public static func measure(model: ResNet, dataset: ImageDataset, plan: GlobalBatchPlan, normalization: Normalization,
+    public static func measure(model: ResNet, dataset: any LabelledImages, plan: GlobalBatchPlan, normalization: Normalization,
                                augmentation: Augmentation?, seed: UInt64, communicator comm: Communicator,
                                maxBatches: Int? = nil) throws -> Statistics {
         let batches = plan.globalBatches(epoch: 0)
         let count = min(batches.count, maxBatches ?? batches.count)
         return try measure(model: model, batchCount: count, communicator: comm) { b in
             let local = plan.localIndices(globalBatch: batches[b], rank: comm.rank)
-            let batch = makeBatch(dataset: dataset, indices: local, normalization: normalization, augmentation: augmentation,
-                                  seed: seed, epoch: 0)
+            let batch = try dataset.batch(indices: local, normalization: normalization, augmentation: augmentation,
+                                          seed: seed, epoch: 0)
             return (batch.x, Shape4(local.count, dataset.channels, dataset.height, dataset.width))
         }
     }

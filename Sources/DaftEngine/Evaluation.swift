@@ -15,7 +15,7 @@ public enum Evaluation {
     }
 
     /// Evaluation-mode accuracy and loss of `model` on `dataset`.
-    public static func evaluate(model: ResNet, dataset: ImageDataset, normalization: Normalization, batchSize: Int,
+    public static func evaluate(model: ResNet, dataset: any LabelledImages, normalization: Normalization, batchSize: Int,
                                 communicator comm: Communicator) throws -> Result {
         guard dataset.channels == model.config.inChannels else {
             throw ModelError("\(dataset.name): images have \(dataset.channels) channels, the model expects \(model.config.inChannels)")
@@ -26,7 +26,7 @@ public enum Evaluation {
         let shard = EvaluationShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
         var totals = [0.0, 0.0, 0.0]
         for idx in shard.batches(batchSize: batchSize) where !idx.isEmpty {
-            let b = makeBatch(dataset: dataset, indices: idx, normalization: normalization, augmentation: nil, seed: 0, epoch: 0)
+            let b = try dataset.batch(indices: idx, normalization: normalization, augmentation: nil, seed: 0, epoch: 0)
             try b.x.withUnsafeBufferPointer {
                 try model.forward($0.baseAddress!, Shape4(idx.count, dataset.channels, dataset.height, dataset.width), training: false)
             }
@@ -47,14 +47,14 @@ public enum Evaluation {
         public var l2Mean: Double, l2Std: Double, cosineMean: Double, cosineStd: Double, count: Int
     }
 
-    public static func distortion(model: ResNet, reference: ResNet, dataset: ImageDataset, normalization: Normalization,
+    public static func distortion(model: ResNet, reference: ResNet, dataset: any LabelledImages, normalization: Normalization,
                                   batchSize: Int, communicator comm: Communicator) throws -> Distortion {
         let shard = EvaluationShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
         let F = model.config.featureDimension
         var s = [0.0, 0.0, 0.0, 0.0, 0.0]
         var mine = [Float](), theirs = [Float]()
         for idx in shard.batches(batchSize: batchSize) where !idx.isEmpty {
-            let b = makeBatch(dataset: dataset, indices: idx, normalization: normalization, augmentation: nil, seed: 0, epoch: 0)
+            let b = try dataset.batch(indices: idx, normalization: normalization, augmentation: nil, seed: 0, epoch: 0)
             let xs = Shape4(idx.count, dataset.channels, dataset.height, dataset.width)
             try b.x.withUnsafeBufferPointer { try model.forward($0.baseAddress!, xs, training: false) }
             mine = model.features.array(idx.count * F)

@@ -18,7 +18,7 @@ public struct FeatureSet {
 
 public enum FeatureExtractor {
     /// Features of the samples in `shard` (no augmentation), in batches of `batchSize`.
-    public static func extract(model: ResNet, dataset: ImageDataset, indices: [Int], normalization: Normalization,
+    public static func extract(model: ResNet, dataset: any LabelledImages, indices: [Int], normalization: Normalization,
                                batchSize: Int) throws -> FeatureSet {
         let F = model.config.featureDimension
         var out = [Float](); out.reserveCapacity(indices.count * F)
@@ -26,7 +26,7 @@ public enum FeatureExtractor {
         var start = 0
         while start < indices.count {
             let idx = Array(indices[start..<min(indices.count, start + batchSize)])
-            let b = makeBatch(dataset: dataset, indices: idx, normalization: normalization, augmentation: nil, seed: 0, epoch: 0)
+            let b = try dataset.batch(indices: idx, normalization: normalization, augmentation: nil, seed: 0, epoch: 0)
             try b.x.withUnsafeBufferPointer {
                 try model.forward($0.baseAddress!, Shape4(idx.count, dataset.channels, dataset.height, dataset.width), training: false)
             }

@@ -101,23 +101,23 @@ public final class Trainer {
     public let reference: ResNet
     public let comm: Communicator
     public let options: TrainingOptions
-    public let train: ImageDataset
+    public let train: any LabelledImages
     public let normalization: Normalization
     public let plan: GlobalBatchPlan
     public private(set) var sgd: SGD?
     var bucketer: GradientBucketer?
     var l2sp: L2SPPrior?
     public private(set) var featurePrior: FeaturePrior?
-    /// The current epoch's global batches (the permutation is computed once per epoch, not per step).
-    var epochBatches: (epoch: Int, batches: [[Int]])?
+    /// Makes this rank's training batches ahead of the step that uses them (`prefetchDepth` of them).
+    var prefetcher: BatchPrefetcher<(x: [Float], y: [Int32], count: Int, global: Int)>!
     /// Ridge statistics from an earlier run (earlier domains) that the ridge probe adds its own to (method.md §6).
     public var ridgeBase: RidgeHead?
     /// The ridge statistics after the probe (earlier domains + this one), for the checkpoint and OUT/ridge.safetensors.
     public private(set) var ridgeStatistics: RidgeHead?
     let log: (String) -> Void
 
-    public init(model: ResNet, communicator: Communicator, options: TrainingOptions, train: ImageDataset,
-                normalization: Normalization, log: @escaping (String) -> Void) {
+    public init(model: ResNet, communicator: Communicator, options: TrainingOptions, train: any LabelledImages,
+                normalization: Normalization, prefetchDepth: Int = 2, log: @escaping (String) -> Void) {
         self.model = model
         self.reference = ResNet(model.config)
         self.comm = communicator
@@ -128,6 +128,14 @@ public final class Trainer {
         plan = GlobalBatchPlan(count: train.count, globalBatch: options.batchSize, worldSize: communicator.size,
                                seed: options.seed, shuffle: true, tail: options.tail)
         model.context.sync = communicator
+        let epochs = EpochBatches(plan: plan)
+        prefetcher = BatchPrefetcher(depth: prefetchDepth, stepsPerEpoch: plan.batchesPerEpoch) { [plan, train, normalization, options, rank = communicator.rank] epoch, step in
+            let global = epochs.batches(epoch: epoch)[step]
+            let local = plan.localIndices(globalBatch: global, rank: rank)
+            let b = try train.batch(indices: local, normalization: normalization, augmentation: options.augment ? .standard : nil,
+                                    seed: options.seed, epoch: epoch)
+            return (b.x, b.y, local.count, global.count)
+        }
     }
 
     /// Number of optimizer steps the fine-tuning phase will take.
@@ -153,7 +161,7 @@ public final class Trainer {
 
     /// Trains the head on frozen features (BN in evaluation behaviour); the regularisation is chosen on `validation`
     /// (ridge: λ; logistic: the inverse strength C). Returns that choice and its ID validation accuracy.
-    public func probe(validation: ImageDataset) throws -> (regularisation: Double, valAccuracy: Double) {
+    public func probe(validation: any LabelledImages) throws -> (regularisation: Double, valAccuracy: Double) {
         let trainShard = EvaluationShard(count: train.count, rank: comm.rank, worldSize: comm.size)
         let valShard = EvaluationShard(count: validation.count, rank: comm.rank, worldSize: comm.size)
         let ft = try FeatureExtractor.extract(model: model, dataset: train, indices: Array(trainShard.range),
@@ -261,21 +269,19 @@ public final class Trainer {
         // 1. learning rates of this epoch, same cosine for both groups
         let lr = learningRates(epoch: epoch)
         for g in sgd.groups.indices { sgd.groups[g].lr = sgd.groups[g].name == "head" ? lr.head : lr.backbone }
-        // 2. this rank's share of the global batch, augmented from (seed, epoch, sample index) only
-        if epochBatches?.epoch != epoch { epochBatches = (epoch, plan.globalBatches(epoch: epoch)) }
-        let global = epochBatches!.batches[step]
-        let local = plan.localIndices(globalBatch: global, rank: comm.rank)
-        let batch = makeBatch(dataset: train, indices: local, normalization: normalization,
-                              augmentation: options.augment ? .standard : nil, seed: options.seed, epoch: epoch)
-        let xs = Shape4(local.count, train.channels, train.height, train.width)
+        // 2. this rank's share of the global batch, augmented from (seed, epoch, sample index) only; made ahead
+        //    of time by the prefetcher while the previous step ran
+        let batch = try prefetcher.batch(epoch: epoch, step: step)
+        let localCount = batch.count, globalCount = batch.global
+        let xs = Shape4(localCount, train.channels, train.height, train.width)
         // 3. forward; batch norms all-reduce their statistics over the global batch
         model.store.zeroGradients()
         try batch.x.withUnsafeBufferPointer { try model.forward($0.baseAddress!, xs, training: true) }
         // 4. loss: mean over the GLOBAL batch; scaled by W because the bucketer averages over W ranks
         let K = model.config.numClasses
-        let scale = Float(comm.size) / Float(global.count)
+        let scale = Float(comm.size) / Float(globalCount)
         let ce = batch.y.withUnsafeBufferPointer {
-            CrossEntropy.forwardBackward(logits: model.logits.pointer, labels: $0.baseAddress!, batch: local.count, classes: K,
+            CrossEntropy.forwardBackward(logits: model.logits.pointer, labels: $0.baseAddress!, batch: localCount, classes: K,
                                          gradScale: scale, dLogits: model.dLogits.pointer)
         }
         // 5. feature-space prior: frozen reference forward, one float64 all-reduce, gradients into stage outputs
@@ -296,7 +302,7 @@ public final class Trainer {
         sgd.step()
         featurePrior?.step(lr: lr.head)
         // 10. global loss / accuracy for the log (24 bytes)
-        var totals = [ce.lossSum, Double(ce.correct), Double(local.count)]
+        var totals = [ce.lossSum, Double(ce.correct), Double(localCount)]
         comm.allReduceSum(&totals)
         // the priors are global quantities already: add them once, per sample of the global batch
         return StepResult(lossSum: totals[0] + priorLoss * totals[2], correct: totals[1], count: totals[2])
@@ -313,3 +319,19 @@ public final class Trainer {
 }
 
 extension GlobalBatchPlan.TailPolicy: Codable {}
+
+/// The global batches of one epoch at a time (the permutation is computed once per epoch, not per step),
+/// shared by the step and the prefetch thread.
+final class EpochBatches: @unchecked Sendable {
+    let plan: GlobalBatchPlan
+    private var current: (epoch: Int, batches: [[Int]])?
+    private let lock = NSLock()
+
+    init(plan: GlobalBatchPlan) { self.plan = plan }
+
+    func batches(epoch: Int) -> [[Int]] {
+        lock.lock(); defer { lock.unlock() }
+        if current?.epoch != epoch { current = (epoch, plan.globalBatches(epoch: epoch)) }
+        return current!.batches
+    }
+}

@@ -2,6 +2,10 @@ import DaftKernels
 import DaftDistributed
 
 /// Architecture of a torchvision-style ResNet: stem, block type, widths and blocks per stage.
+///
+/// `widths` are torchvision's `planes` per stage (a stage outputs `widths[s] × expansion` channels);
+/// `bottleneckWidths` are the inner 3×3 widths of Bottleneck blocks when they differ from `widths`
+/// (wide_resnet50_2 / wide_resnet101_2: twice `planes`), `nil` otherwise.
 public struct ResNetConfig: Equatable, Codable {
     public enum Stem: String, Codable { case imagenet, small }
     public enum Block: String, Codable { case basic, bottleneck }
@@ -12,25 +16,36 @@ public struct ResNetConfig: Equatable, Codable {
     public var blocks: [Int]
     public var inChannels: Int
     public var numClasses: Int
+    public var bottleneckWidths: [Int]?
 
-    public init(arch: String, stem: Stem, block: Block, widths: [Int], blocks: [Int], inChannels: Int, numClasses: Int) {
+    public init(arch: String, stem: Stem, block: Block, widths: [Int], blocks: [Int], inChannels: Int, numClasses: Int,
+                bottleneckWidths: [Int]? = nil) {
         self.arch = arch; self.stem = stem; self.block = block; self.widths = widths; self.blocks = blocks
-        self.inChannels = inChannels; self.numClasses = numClasses
+        self.inChannels = inChannels; self.numClasses = numClasses; self.bottleneckWidths = bottleneckWidths
     }
 
     public var expansion: Int { block == .basic ? 1 : 4 }
     public var featureDimension: Int { widths.last! * expansion }
+    /// The inner width of stage `s`'s blocks (the 3×3 convolution's channels).
+    public func innerWidth(stage s: Int) -> Int { bottleneckWidths?[s] ?? widths[s] }
 
     /// The names `--arch` accepts.
-    public static let knownArchitectures = ["resnet18", "resnet34", "resnet50", "resnet20", "resnet32", "resnet44", "resnet56"]
+    public static let knownArchitectures = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                                            "wide_resnet50_2", "wide_resnet101_2", "resnet20", "resnet32", "resnet44", "resnet56"]
 
     /// A literature architecture by name; `widths` overrides the per-stage widths.
     public static func named(_ arch: String, inChannels: Int, numClasses: Int, widths: [Int]? = nil) throws -> ResNetConfig {
         var c: ResNetConfig
+        let imagenetWidths = [64, 128, 256, 512]
         switch arch {
-        case "resnet18": c = .init(arch: arch, stem: .imagenet, block: .basic, widths: [64, 128, 256, 512], blocks: [2, 2, 2, 2], inChannels: inChannels, numClasses: numClasses)
-        case "resnet34": c = .init(arch: arch, stem: .imagenet, block: .basic, widths: [64, 128, 256, 512], blocks: [3, 4, 6, 3], inChannels: inChannels, numClasses: numClasses)
-        case "resnet50": c = .init(arch: arch, stem: .imagenet, block: .bottleneck, widths: [64, 128, 256, 512], blocks: [3, 4, 6, 3], inChannels: inChannels, numClasses: numClasses)
+        case "resnet18": c = .init(arch: arch, stem: .imagenet, block: .basic, widths: imagenetWidths, blocks: [2, 2, 2, 2], inChannels: inChannels, numClasses: numClasses)
+        case "resnet34": c = .init(arch: arch, stem: .imagenet, block: .basic, widths: imagenetWidths, blocks: [3, 4, 6, 3], inChannels: inChannels, numClasses: numClasses)
+        case "resnet50": c = .init(arch: arch, stem: .imagenet, block: .bottleneck, widths: imagenetWidths, blocks: [3, 4, 6, 3], inChannels: inChannels, numClasses: numClasses)
+        case "resnet101": c = .init(arch: arch, stem: .imagenet, block: .bottleneck, widths: imagenetWidths, blocks: [3, 4, 23, 3], inChannels: inChannels, numClasses: numClasses)
+        case "resnet152": c = .init(arch: arch, stem: .imagenet, block: .bottleneck, widths: imagenetWidths, blocks: [3, 8, 36, 3], inChannels: inChannels, numClasses: numClasses)
+        case "wide_resnet50_2", "wide_resnet101_2":
+            c = .init(arch: arch, stem: .imagenet, block: .bottleneck, widths: imagenetWidths, blocks: arch == "wide_resnet50_2" ? [3, 4, 6, 3] : [3, 4, 23, 3],
+                      inChannels: inChannels, numClasses: numClasses, bottleneckWidths: imagenetWidths.map { $0 * 2 })
         case "resnet20", "resnet32", "resnet44", "resnet56":
             let n = (Int(arch.dropFirst(6))! - 2) / 6
             c = .init(arch: arch, stem: .small, block: .basic, widths: [16, 32, 64], blocks: [n, n, n], inChannels: inChannels, numClasses: numClasses)
@@ -41,43 +56,47 @@ public struct ResNetConfig: Equatable, Codable {
             guard widths.count == c.widths.count, widths.allSatisfy({ $0 > 0 }) else {
                 throw ModelError("--widths for \(arch) needs \(c.widths.count) positive values, got \(widths)")
             }
+            // wide variants keep their inner/outer width ratio
+            if let inner = c.bottleneckWidths { c.bottleneckWidths = (0..<widths.count).map { widths[$0] * inner[$0] / c.widths[$0] } }
             c.widths = widths
         }
         guard inChannels > 0, numClasses > 0 else { throw ModelError("--in-channels and --num-classes must be positive") }
         return c
     }
 
-    /// safetensors `__metadata__` describing the architecture (so a PyTorch user can rebuild it).
-    public var metadata: [String: String] {
-        ["arch": arch, "stem": stem.rawValue, "block": block.rawValue,
-         "widths": widths.map(String.init).joined(separator: ","), "blocks": blocks.map(String.init).joined(separator: ","),
-         "in_channels": String(inChannels), "num_classes": String(numClasses)]
+    /// The literature name of a stem / block / blocks-per-stage combination (`resnet18`, `wide_resnet50_2`,
+    /// `resnet20` …), or `resnet` for a combination with no name. Widths other than the literature's keep the
+    /// name (as `--arch resnet18 --widths …` does).
+    public static func literatureName(stem: Stem, block: Block, blocks: [Int], wide: Bool) -> String {
+        switch (stem, block, blocks, wide) {
+        case (.imagenet, .basic, [2, 2, 2, 2], false): return "resnet18"
+        case (.imagenet, .basic, [3, 4, 6, 3], false): return "resnet34"
+        case (.imagenet, .bottleneck, [3, 4, 6, 3], false): return "resnet50"
+        case (.imagenet, .bottleneck, [3, 4, 23, 3], false): return "resnet101"
+        case (.imagenet, .bottleneck, [3, 8, 36, 3], false): return "resnet152"
+        case (.imagenet, .bottleneck, [3, 4, 6, 3], true): return "wide_resnet50_2"
+        case (.imagenet, .bottleneck, [3, 4, 23, 3], true): return "wide_resnet101_2"
+        case (.small, .basic, let b, false) where b.count == 3 && Set(b).count == 1 && [3, 5, 7, 9].contains(b[0]):
+            return "resnet\(6 * b[0] + 2)"
+        default: return "resnet"
+        }
     }
 
-    /// Reads the architecture back from safetensors metadata.
-    public static func from(metadata m: [String: String], source: String) throws -> ResNetConfig {
-        func need(_ k: String) throws -> String {
-            guard let v = m[k] else { throw ModelError("\(source): metadata has no '\(k)' (needed to rebuild the model)") }
-            return v
-        }
-        func ints(_ k: String) throws -> [Int] {
-            let parts = try need(k).split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-            guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! > 0 }) else { throw ModelError("\(source): metadata '\(k)' is not a list of positive integers") }
-            return parts.map { $0! }
-        }
-        guard let ic = Int(try need("in_channels")), let nc = Int(try need("num_classes")) else {
-            throw ModelError("\(source): metadata in_channels/num_classes are not integers")
-        }
-        let arch = try need("arch")
-        if m["stem"] == nil || m["block"] == nil || m["blocks"] == nil {
-            return try named(arch, inChannels: ic, numClasses: nc, widths: m["widths"] != nil ? try ints("widths") : nil)
-        }
-        guard let stem = Stem(rawValue: try need("stem")), let block = Block(rawValue: try need("block")) else {
-            throw ModelError("\(source): metadata stem/block not recognised")
-        }
-        let w = try ints("widths"), b = try ints("blocks")
-        guard w.count == b.count else { throw ModelError("\(source): metadata widths and blocks differ in length") }
-        return ResNetConfig(arch: arch, stem: stem, block: block, widths: w, blocks: b, inChannels: ic, numClasses: nc)
+    /// safetensors `__metadata__` describing the architecture (so a PyTorch user can rebuild it).
+    public var metadata: [String: String] {
+        var m = ["arch": arch, "stem": stem.rawValue, "block": block.rawValue,
+                 "widths": widths.map(String.init).joined(separator: ","), "blocks": blocks.map(String.init).joined(separator: ","),
+                 "in_channels": String(inChannels), "num_classes": String(numClasses)]
+        if let b = bottleneckWidths { m["bottleneck_widths"] = b.map(String.init).joined(separator: ",") }
+        return m
+    }
+
+    /// One line for people: `resnet18: 7×7 stem + max-pool, BasicBlock, blocks 2,2,2,2, widths 64,128,256,512, 3 → 1000`.
+    public var summary: String {
+        let stemText = stem == .imagenet ? "7×7 stride-2 stem + 3×3 max-pool" : "3×3 stem"
+        var s = "\(arch): \(stemText), \(block == .basic ? "BasicBlock" : "Bottleneck"), blocks \(blocks.map(String.init).joined(separator: ",")), widths \(widths.map(String.init).joined(separator: ","))"
+        if let b = bottleneckWidths { s += " (inner \(b.map(String.init).joined(separator: ",")))" }
+        return s + ", \(inChannels) input channel(s), \(numClasses) classes, \(featureDimension) features"
     }
 }
 
@@ -127,6 +146,7 @@ public final class ResNet {
         var inPlanes = config.widths[0]
         var stages: [[ResidualBlock]] = []
         for (si, width) in config.widths.enumerated() {
+            let inner = config.innerWidth(stage: si)
             var blocks: [ResidualBlock] = []
             for bi in 0..<config.blocks[si] {
                 let stride = (bi == 0 && si > 0) ? 2 : 1
@@ -138,9 +158,9 @@ public final class ResNet {
                     units.append(ConvBN(conv: "\(p).conv1", bn: "\(p).bn1", geometry: ConvGeometry(cin: inPlanes, cout: width, kernel: 3, stride: stride, padding: 1), relu: true, store: s))
                     units.append(ConvBN(conv: "\(p).conv2", bn: "\(p).bn2", geometry: ConvGeometry(cin: width, cout: width, kernel: 3, stride: 1, padding: 1), relu: false, store: s))
                 case .bottleneck:
-                    units.append(ConvBN(conv: "\(p).conv1", bn: "\(p).bn1", geometry: ConvGeometry(cin: inPlanes, cout: width, kernel: 1), relu: true, store: s))
-                    units.append(ConvBN(conv: "\(p).conv2", bn: "\(p).bn2", geometry: ConvGeometry(cin: width, cout: width, kernel: 3, stride: stride, padding: 1), relu: true, store: s))
-                    units.append(ConvBN(conv: "\(p).conv3", bn: "\(p).bn3", geometry: ConvGeometry(cin: width, cout: outPlanes, kernel: 1), relu: false, store: s))
+                    units.append(ConvBN(conv: "\(p).conv1", bn: "\(p).bn1", geometry: ConvGeometry(cin: inPlanes, cout: inner, kernel: 1), relu: true, store: s))
+                    units.append(ConvBN(conv: "\(p).conv2", bn: "\(p).bn2", geometry: ConvGeometry(cin: inner, cout: inner, kernel: 3, stride: stride, padding: 1), relu: true, store: s))
+                    units.append(ConvBN(conv: "\(p).conv3", bn: "\(p).bn3", geometry: ConvGeometry(cin: inner, cout: outPlanes, kernel: 1), relu: false, store: s))
                 }
                 var ds: ConvBN? = nil
                 if stride != 1 || inPlanes != outPlanes {

@@ -22,7 +22,10 @@ public enum StateDict {
     /// Loads tensors into the model, strictly: every name present, no unknown names, identical shapes,
     /// float dtypes for floats and integer dtypes for counters. Errors are one line naming file and tensor.
     /// `skip` lists names to leave untouched (e.g. `fc.*` when the head is replaced).
+    /// A missing `num_batches_tracked` counter reads as 0 (PyTorch's BatchNorm loads such state_dicts too).
+    /// Names under a uniform `module.` prefix (DistributedDataParallel's wrapper) are read without it.
     public static func load(_ file: SafeTensorsFile, into model: ResNet, source: String, skip: Set<String> = []) throws {
+        let file = withoutDataParallelPrefix(file)
         let s = model.store
         let expected = Set(s.entries.map(\.name))
         for name in file.tensors.keys.sorted() where !expected.contains(name) && !skip.contains(name) {
@@ -30,6 +33,7 @@ public enum StateDict {
         }
         for e in s.entries where !skip.contains(e.name) {
             guard let t = file.tensors[e.name] else {
+                if e.kind == .counter { s.counters[e.offset] = 0; continue }
                 throw ModelError("\(source): missing tensor '\(e.name)' for \(model.config.arch)")
             }
             guard t.shape == e.shape || (e.kind == .counter && t.elementCount == 1) else {
@@ -50,5 +54,15 @@ public enum StateDict {
                 s.counters[e.offset] = try t.int64s()[0]
             }
         }
+    }
+
+    /// The file with a `module.` prefix removed from every tensor name when every name has it (what
+    /// `torch.nn.parallel.DistributedDataParallel(model).state_dict()` writes); otherwise the file unchanged.
+    public static func withoutDataParallelPrefix(_ file: SafeTensorsFile) -> SafeTensorsFile {
+        let prefix = "module."
+        guard !file.tensors.isEmpty, file.tensors.keys.allSatisfy({ $0.hasPrefix(prefix) }) else { return file }
+        var out = file
+        out.tensors = Dictionary(uniqueKeysWithValues: file.tensors.map { (String($0.key.dropFirst(prefix.count)), $0.value) })
+        return out
     }
 }

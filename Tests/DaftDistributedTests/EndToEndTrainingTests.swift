@@ -21,7 +21,7 @@ final class EndToEndTrainingTests: XCTestCase {
         dataX = data.appendingPathComponent("x.npy").path
         dataY = data.appendingPathComponent("y.npy").path
         let pre = work.appendingPathComponent("pre")
-        _ = try? EndToEndTrainingTests.daft(["pretrain", "--arch", "resnet20", "--widths", "4,8,16", "--data", "fashion-mnist:source", "--limit", "256",
+        _ = try? EndToEndTrainingTests.daft(["pretrain", "--arch", "resnet20", "--widths", "4,8,16", "--data", "fashion-mnist:source", "--limit", "256", "--mean", "0.2860", "--std", "0.3530",
                                              "--batch-size", "32", "--max-steps", "8", "--epochs", "1", "--lr", "0.05", "--out", pre.path])
         pretrained = pre.appendingPathComponent("final.safetensors").path
     }

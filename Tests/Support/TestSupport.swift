@@ -13,11 +13,13 @@ public enum TestFixtures {
         try SafeTensorsFile.read(directory.appendingPathComponent(name))
     }
 
-    /// Builds the file's architecture (from its metadata) and loads the tensors named `<prefix><state_dict name>`.
+    /// Builds the architecture of the tensors named `<prefix><state_dict name>` (inferred from them, checked
+    /// against the file's metadata) and loads them.
     public static func model(_ file: SafeTensorsFile, prefix: String = "param.") throws -> ResNet {
-        let model = ResNet(try ResNetConfig.from(metadata: file.metadata, source: "fixture"))
         var sub = SafeTensorsFile()
+        sub.metadata = file.metadata
         for (k, v) in file.tensors where k.hasPrefix(prefix) { sub.tensors[String(k.dropFirst(prefix.count))] = v }
+        let model = ResNet(try ResNetConfig.infer(from: sub, source: "fixture"))
         try StateDict.load(sub, into: model, source: "fixture")
         return model
     }

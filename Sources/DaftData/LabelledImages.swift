@@ -1,0 +1,34 @@
+/// A labelled image set the engine batches: held in memory (`ImageDataset`: IDX, NPY, Fashion-MNIST) or
+/// streamed from image files (`ImageFolderDataset`: `folder:DIR`). Every image of a set comes out as
+/// `channels × height × width`; `batch` is a pure function of (indices, seed, epoch), so any rank count and any
+/// batch order give the same samples.
+public protocol LabelledImages: Sendable {
+    /// A human-readable name (usually the data specification it was loaded from).
+    var name: String { get }
+    /// Number of samples.
+    var count: Int { get }
+    /// Channels, height and width of every batch image.
+    var channels: Int { get }
+    var height: Int { get }
+    var width: Int { get }
+    /// Number of classes; every label is in `0 ..< numClasses`.
+    var numClasses: Int { get }
+    /// One label per sample (known without reading any image).
+    var labels: [Int32] { get }
+    /// The first `n` samples.
+    func prefix(_ n: Int) -> any LabelledImages
+    /// A float32 NCHW batch of the samples at `indices`, normalised with `normalization`; with `augmentation`
+    /// the set's training augmentation (draws from (seed, epoch, sample index) only), else its evaluation view.
+    /// Throws a one-line error naming the file of a sample that cannot be read.
+    func batch(indices: [Int], normalization: Normalization, augmentation: Augmentation?, seed: UInt64,
+               epoch: Int) throws -> (x: [Float], y: [Int32])
+}
+
+extension ImageDataset: LabelledImages {
+    public func prefix(_ n: Int) -> any LabelledImages { n >= count ? self : subset(0..<max(n, 0)) }
+
+    public func batch(indices: [Int], normalization: Normalization, augmentation: Augmentation?, seed: UInt64,
+                      epoch: Int) throws -> (x: [Float], y: [Int32]) {
+        makeBatch(dataset: self, indices: indices, normalization: normalization, augmentation: augmentation, seed: seed, epoch: epoch)
+    }
+}
