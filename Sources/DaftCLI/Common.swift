@@ -5,6 +5,7 @@ import DaftModels
 import DaftData
 import DaftDistributed
 import DaftEngine
+import DaftCoordinator
 import DaftInterop
 
 /// A one-line error for users (printed as `daft: error: …`, exit status 1).
@@ -82,6 +83,18 @@ struct TrainingFlags: ParsableArguments {
     @Option(name: .customLong("early-stop"), help: "Stop after N epochs without ID val improvement (0: never)") var earlyStop: Int = 0
     @Option(help: "OpenBLAS threads per rank (default 1, or OPENBLAS_NUM_THREADS)") var threads: Int?
     @Option(help: "Config file (TOML or YAML) setting any flag; command-line flags win") var config: String?
+    @Option(name: .customLong("log-every"), help: "A step line and a metrics.jsonl record every N steps") var logEvery: Int = 10
+    @Flag(help: "No step lines or progress bars (phase and epoch summaries only)") var quiet = false
+    @Flag(name: .customLong("no-epoch-ood"), help: "Do not evaluate the OOD sets and the feature distortion at every epoch end (only at the end)") var noEpochOOD = false
+
+    /// The run-record and display settings of RunInputs.
+    func apply(to inputs: inout RunInputs) throws {
+        guard logEvery > 0 else { throw CLIError("--log-every must be positive, got \(logEvery)") }
+        inputs.logEvery = logEvery
+        inputs.quiet = quiet
+        inputs.progressBars = ProgressBar.terminalAttached()
+        inputs.epochEvaluation = !noEpochOOD
+    }
 
     func options(method: Method) throws -> TrainingOptions {
         var o = TrainingOptions()

@@ -53,6 +53,7 @@ struct Finetune: ParsableCommand {
                                checkpointEvery: flags.checkpointEvery, keep: flags.keep, resume: flags.resume, numClasses: numClasses)
         inputs.initSource = weights
         inputs.ridgeBase = ridgeBase.map { URL(fileURLWithPath: $0) }
+        try flags.apply(to: &inputs)
         if ridgeBase != nil && (m != .lp && m != .lpFT && m != .lpFTConversion || solver != .ridge) {
             throw CLIError("--ridge-base needs --lp-solver ridge and a method with a probe (lp, lp-ft, lp-ft+conversion)")
         }
@@ -82,9 +83,10 @@ struct Pretrain: ParsableCommand {
         let cfg = try ResNetConfig.named(arch, inChannels: inChannels ?? train.channels, numClasses: numClasses ?? train.numClasses, widths: w)
         let normalization = try preprocessing.normalization(config: cfg, metadata: [:], source: "pretrain --arch \(arch)")
         let sets = try flags.evalSets(channels: cfg.inChannels)
-        let inputs = RunInputs(initWeights: nil, initConfig: cfg, train: try train.converted(toChannels: cfg.inChannels), validation: sets.val, test: sets.test, ood: sets.ood,
+        var inputs = RunInputs(initWeights: nil, initConfig: cfg, train: try train.converted(toChannels: cfg.inChannels), validation: sets.val, test: sets.test, ood: sets.ood,
                                normalization: normalization, outDirectory: URL(fileURLWithPath: flags.out),
                                checkpointEvery: flags.checkpointEvery, keep: flags.keep, resume: flags.resume, numClasses: cfg.numClasses)
+        try flags.apply(to: &inputs)
         _ = try Coordinator(communicator: comm, options: o, inputs: inputs, print: { print($0); fflush(stdout) }).run()
     }
 }

@@ -28,6 +28,14 @@ public struct RunInputs {
     public var numClasses: Int?
     /// Ridge statistics of earlier domains (`--ridge-base`), added to by a ridge probe.
     public var ridgeBase: URL?
+    /// A step line and a metrics.jsonl step record every this many steps (`--log-every`).
+    public var logEvery = 10
+    /// No step lines or bars, only phase and epoch summaries (`--quiet`).
+    public var quiet = false
+    /// Progress bars instead of step lines (rank 0's stdout is a terminal).
+    public var progressBars = false
+    /// Evaluate every OOD set and the feature distortion at each epoch end, for the records (`--no-epoch-ood` turns it off).
+    public var epochEvaluation = true
     public init(initWeights: SafeTensorsFile?, initConfig: ResNetConfig? = nil, train: any LabelledImages, validation: (any LabelledImages)?, test: (any LabelledImages)?,
                 ood: [(name: String, data: any LabelledImages)], normalization: Normalization, outDirectory: URL,
                 checkpointEvery: Int, keep: Int, resume: String?, numClasses: Int?) {
@@ -67,6 +75,10 @@ public final class Coordinator {
     var bestWeights: ParameterStore?
     var referenceFromCheckpoint: SafeTensorsFile?
     var optimizerFromCheckpoint: SafeTensorsFile?
+    /// metrics.jsonl and the TensorBoard events (rank 0 only).
+    let records: RunRecords?
+    let bar: ProgressBar
+    var resumed = false
 
     public init(communicator: Communicator, options: TrainingOptions, inputs: RunInputs, print: @escaping (String) -> Void) {
         self.comm = communicator
@@ -75,6 +87,8 @@ public final class Coordinator {
         self.store = CheckpointStore(root: inputs.outDirectory.appendingPathComponent("checkpoints"), keep: inputs.keep)
         let rank = communicator.rank
         self.out = { if rank == 0 { print($0) } }
+        self.records = rank == 0 ? RunRecords(directory: inputs.outDirectory) : nil
+        self.bar = ProgressBar(enabled: rank == 0 && inputs.progressBars && !inputs.quiet)
     }
 
     /// A hash of the options that change what is computed (resume refuses a checkpoint made with others).
@@ -107,6 +121,7 @@ public final class Coordinator {
             }
         }
         let resuming = comm.broadcast(checkpoint == nil ? 0 : 1, root: 0) == 1
+        resumed = resuming
         if resuming {
             let files = ["weights.safetensors", "optimizer.safetensors", "reference.safetensors", "trainer.json"]
             var blobs: [String: [UInt8]] = [:]
@@ -200,6 +215,7 @@ public final class Coordinator {
         if let prior = trainer.featurePrior { opt.tensors.merge(prior.stateTensors()) { $1 } }
         if let ridge = trainer.ridgeStatistics { files["ridge.safetensors"] = try SafeTensorsFile(tensors: ridge.tensors()).encode() }
         files["optimizer.safetensors"] = try opt.encode()
+        state.metricsLines = records?.lineCount
         let saved = SavedTrainer(state: state, options: options, optionsHash: Coordinator.optionsHash(options), worldSize: comm.size, arch: model.config.arch)
         files["trainer.json"] = [UInt8](try Coordinator.sortedEncoder().encode(saved))
         let dir = try store.write(step: state.globalStep, files: files,
@@ -238,13 +254,19 @@ public final class Coordinator {
         if let ref = referenceFromCheckpoint {
             try StateDict.load(ref, into: trainer.reference, source: "checkpoint reference.safetensors")
         }
+        try records?.open(resuming: resumed, keepLines: state.metricsLines, step: state.globalStep)
+        trainer.progress = { [bar, options] phase, done, total in
+            bar.update(phase, done: done, total: total, images: done * (phase == "convert-bn" ? options.batchSize : 1))
+        }
         out("run: \(options.method.rawValue) (\(options.method.summary)) on \(comm.size) rank(s), global batch \(options.batchSize), \(trainer.plan.batchesPerEpoch) steps/epoch")
         while state.phase != .done {
             switch state.phase {
             case .convertBN:
                 if options.method.convertsBN {
                     let s = try trainer.convertBatchNorm()
+                    bar.end()
                     out("convert-bn: target statistics from \(s.batches) global batches of \(options.batchSize); BN layers rewritten")
+                    try records?.append(["kind": "phase", "phase": "convert-bn", "step": state.globalStep, "batches": s.batches])
                 }
                 // the distortion reference (method.md §8) is the initial, post-conversion model for every method;
                 // prepareFineTune refreshes it after a probe (the same backbone, the probed head)
@@ -257,6 +279,9 @@ public final class Coordinator {
                     throw ModelError("--method \(options.method.rawValue) probes the head and chooses its regularisation on ID validation: pass --val-data")
                 }
                 let r = try trainer.probe(validation: val)
+                bar.end()
+                try records?.append(["kind": "probe", "step": state.globalStep, "val_accuracy": r.valAccuracy, "regularisation": r.regularisation,
+                                     "solver": options.probeSolver.rawValue])
                 out(String(format: "probe: chose %@ %.3g, ID val accuracy %.4f", options.probeSolver == .ridge ? "λ" : "C", r.regularisation, r.valAccuracy))
                 state.phase = options.method.fineTunes ? .train : .evaluate
                 if !options.method.fineTunes { bestWeights = snapshot(model) ; state.bestValAccuracy = r.valAccuracy }
@@ -289,6 +314,9 @@ public final class Coordinator {
         while state.epoch < options.epochs {
             if state.stepInEpoch == 0 { epochStart = Date() }
             let lr = trainer.learningRates(epoch: state.epoch)
+            // what the step records average over: the steps since the last record
+            var window = (start: Date(), steps: 0, images: 0.0, dataWait: 0.0, collective: 0.0)
+            let phaseStart = Date(), stepsAtStart = state.stepInEpoch
             while state.stepInEpoch < perEpoch {
                 if let max = options.maxSteps, state.globalStep >= max { break }
                 let r = try trainer.trainStep(epoch: state.epoch, step: state.stepInEpoch)
@@ -298,12 +326,26 @@ public final class Coordinator {
                 }
                 state.stepInEpoch += 1; state.globalStep += 1
                 state.epochLossSum += r.lossSum; state.epochCorrect += r.correct; state.epochCount += r.count
+                window.steps += 1; window.images += r.count; window.dataWait += r.dataWaitSeconds; window.collective += r.collectiveSeconds
+                bar.update("epoch \(state.epoch)", done: state.stepInEpoch, total: perEpoch,
+                           images: (state.stepInEpoch - stepsAtStart) * options.batchSize, loss: r.lossSum / max(r.count, 1))
+                _ = phaseStart
                 if options.consistencyEvery > 0 && state.globalStep % options.consistencyEvery == 0 {
                     try trainer.checkConsistency(step: state.globalStep)
                 }
-                if state.globalStep % 10 == 0 || state.stepInEpoch == perEpoch {
-                    out(String(format: "epoch %d step %d/%d  loss %.4f  acc %.4f  lr head %.3g backbone %.3g",
-                               state.epoch, state.stepInEpoch, perEpoch, r.lossSum / max(r.count, 1), r.correct / max(r.count, 1), lr.head, lr.backbone))
+                if state.globalStep % max(inputs.logEvery, 1) == 0 || state.stepInEpoch == perEpoch {
+                    let seconds = max(Date().timeIntervalSince(window.start), 1e-9)
+                    if !bar.enabled && !inputs.quiet {
+                        out(String(format: "epoch %d step %d/%d  loss %.4f  acc %.4f  lr head %.3g backbone %.3g  %.0f img/s",
+                                   state.epoch, state.stepInEpoch, perEpoch, r.lossSum / max(r.count, 1), r.correct / max(r.count, 1),
+                                   lr.head, lr.backbone, window.images / seconds))
+                    }
+                    try records?.append(["kind": "step", "step": state.globalStep, "epoch": state.epoch, "step_in_epoch": state.stepInEpoch,
+                                         "loss": r.lossSum / max(r.count, 1), "accuracy": r.correct / max(r.count, 1),
+                                         "lr": ["head": lr.head, "backbone": lr.backbone], "images_per_s": window.images / seconds,
+                                         "data_wait_ms": 1000 * window.dataWait / Double(window.steps),
+                                         "collective_ms": 1000 * window.collective / Double(window.steps)])
+                    window = (Date(), 0, 0, 0, 0)
                 }
                 if inputs.checkpointEvery > 0 && state.globalStep % inputs.checkpointEvery == 0 && state.stepInEpoch < perEpoch {
                     try checkpoint(reason: "every \(inputs.checkpointEvery) steps")
@@ -314,8 +356,7 @@ public final class Coordinator {
             // end of epoch (or of the step budget): validate, decide best on rank 0, checkpoint
             var valAcc: Double? = nil
             if let val = inputs.validation {
-                valAcc = try Evaluation.evaluate(model: model, dataset: val, normalization: inputs.normalization,
-                                                 batchSize: options.evalBatchSize, communicator: comm).accuracy
+                valAcc = try evaluate(model, on: val, title: "ID val").accuracy
             }
             let improved = comm.broadcast((comm.rank == 0 && (valAcc ?? 0) > state.bestValAccuracy) ? 1 : 0, root: 0) == 1
             if improved || inputs.validation == nil {
@@ -326,7 +367,22 @@ public final class Coordinator {
             } else {
                 state.epochsWithoutImprovement += 1
             }
+            bar.end()
             let n = max(state.epochCount, 1)
+            var epochRecord: [String: Any] = ["kind": "epoch", "step": state.globalStep, "epoch": state.epoch,
+                                              "train_loss": state.epochLossSum / n, "train_accuracy": state.epochCorrect / n,
+                                              "lr": ["head": lr.head, "backbone": lr.backbone], "seconds": Date().timeIntervalSince(epochStart)]
+            if let valAcc { epochRecord["val_accuracy"] = valAcc }
+            if inputs.epochEvaluation {
+                let e = try evaluateShifts(model: model)
+                if !e.ood.isEmpty { epochRecord["ood"] = e.ood.mapValues { $0.accuracy }; epochRecord["mean_ood"] = e.meanOOD! }
+                if let d = e.distortion { epochRecord["distortion"] = ["l2": d.l2Mean, "cosine": d.cosineMean] }
+                if !e.ood.isEmpty {
+                    out(String(format: "epoch %d: OOD mean %.4f (%@)", state.epoch, e.meanOOD!,
+                               e.ood.keys.sorted().map { String(format: "%@ %.4f", $0, e.ood[$0]!.accuracy) }.joined(separator: ", ")))
+                }
+            }
+            try records?.append(epochRecord, sync: true)
             state.history.append(EpochRecord(epoch: state.epoch, trainLoss: state.epochLossSum / n, trainAccuracy: state.epochCorrect / n,
                                              valAccuracy: valAcc, lrHead: lr.head, lrBackbone: lr.backbone,
                                              seconds: Date().timeIntervalSince(epochStart)))
@@ -346,6 +402,29 @@ public final class Coordinator {
         state.phase = .evaluate
     }
 
+    /// Evaluation-mode accuracy of `model` on one set (a progress bar on a terminal).
+    func evaluate(_ model: ResNet, on data: any LabelledImages, title: String) throws -> Evaluation.Result {
+        let r = try Evaluation.evaluate(model: model, dataset: data, normalization: inputs.normalization, batchSize: options.evalBatchSize,
+                                        communicator: comm) { [bar, bs = options.evalBatchSize, n = data.count] done, total in
+            bar.update("eval \(title)", done: done, total: total, images: min(done * bs, n))
+        }
+        bar.end()
+        return r
+    }
+
+    /// Every OOD set's accuracy, their mean, and the feature distortion against the reference (method.md §8) on
+    /// at most 2,000 ID test (else validation) samples.
+    func evaluateShifts(model: ResNet) throws -> (ood: [String: Evaluation.Result], meanOOD: Double?, distortion: Evaluation.Distortion?) {
+        var ood: [String: Evaluation.Result] = [:]
+        for (name, data) in inputs.ood { ood[name] = try evaluate(model, on: data, title: name) }
+        let meanOOD = ood.isEmpty ? nil : ood.values.map(\.accuracy).reduce(0, +) / Double(ood.count)
+        let distortion = try (inputs.test ?? inputs.validation).map {
+            try Evaluation.distortion(model: model, reference: trainer.reference, dataset: $0.prefix(2000),
+                                      normalization: inputs.normalization, batchSize: options.evalBatchSize, communicator: comm)
+        }
+        return (ood, meanOOD, distortion)
+    }
+
     func finalReport(seconds: Double) throws -> RunReport {
         let model = trainer.model
         // final.safetensors: the weights at the end of training
@@ -363,23 +442,20 @@ public final class Coordinator {
         if comm.rank == 0, bestWeights != nil {
             try StateDict.file(selected, extraMetadata: metadataExtras).write(to: inputs.outDirectory.appendingPathComponent("best.safetensors"))
         }
-        let norm = inputs.normalization, bs = options.evalBatchSize
-        let test = try inputs.test.map { try Evaluation.evaluate(model: selected, dataset: $0, normalization: norm, batchSize: bs, communicator: comm) }
-        var ood: [String: Evaluation.Result] = [:]
-        for (name, data) in inputs.ood {
-            ood[name] = try Evaluation.evaluate(model: selected, dataset: data, normalization: norm, batchSize: bs, communicator: comm)
-        }
-        let meanOOD = ood.isEmpty ? nil : ood.values.map(\.accuracy).reduce(0, +) / Double(ood.count)
-        let distortionSet = inputs.test ?? inputs.validation
-        let distortion = try distortionSet.map {
-            try Evaluation.distortion(model: selected, reference: trainer.reference, dataset: $0.prefix(2000),
-                                      normalization: norm, batchSize: bs, communicator: comm)
-        }
+        let test = try inputs.test.map { try evaluate(selected, on: $0, title: "test") }
+        let shifts = try evaluateShifts(model: selected)
+        let ood = shifts.ood, meanOOD = shifts.meanOOD, distortion = shifts.distortion
         var dist: [String: Double] = [:]
         for (n, d) in Evaluation.parameterDistances(model: selected, reference: trainer.reference) { dist[n] = d }
         let report = RunReport(method: options.method.rawValue, worldSize: comm.size, steps: state.globalStep, bestEpoch: state.bestEpoch,
                                valAccuracy: state.bestValAccuracy >= 0 ? state.bestValAccuracy : nil, test: test, ood: ood,
                                meanOOD: meanOOD, distortion: distortion, parameterDistance: dist, history: state.history, seconds: seconds)
+        var final: [String: Any] = ["kind": "final", "step": state.globalStep, "seconds": seconds]
+        if let v = report.valAccuracy { final["val_accuracy"] = v }
+        if let t = test { final["test_accuracy"] = t.accuracy }
+        if !ood.isEmpty { final["ood"] = ood.mapValues { $0.accuracy }; final["mean_ood"] = meanOOD! }
+        if let d = distortion { final["distortion"] = ["l2": d.l2Mean, "cosine": d.cosineMean] }
+        try records?.append(final, sync: true)
         if comm.rank == 0 {
             let data = try Coordinator.sortedEncoder().encode(report)
             try DurableFile.write([UInt8](data), to: inputs.outDirectory.appendingPathComponent("results.json"))

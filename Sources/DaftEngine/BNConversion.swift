@@ -22,10 +22,11 @@ public enum BNConversion {
     /// Step 2–3 on a data set: global batches of `plan` (no shuffle), this rank's strided share of each.
     public static func measure(model: ResNet, dataset: any LabelledImages, plan: GlobalBatchPlan, normalization: Normalization,
                                augmentation: Augmentation?, seed: UInt64, communicator comm: Communicator,
-                               maxBatches: Int? = nil) throws -> Statistics {
+                               maxBatches: Int? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> Statistics {
         let batches = plan.globalBatches(epoch: 0)
         let count = min(batches.count, maxBatches ?? batches.count)
         return try measure(model: model, batchCount: count, communicator: comm) { b in
+            defer { progress?(b + 1, count) }
             let local = plan.localIndices(globalBatch: batches[b], rank: comm.rank)
             let batch = try dataset.batch(indices: local, normalization: normalization, augmentation: augmentation,
                                           seed: seed, epoch: 0)

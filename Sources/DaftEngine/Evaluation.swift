@@ -15,8 +15,9 @@ public enum Evaluation {
     }
 
     /// Evaluation-mode accuracy and loss of `model` on `dataset`.
+    /// `progress(done, total)` is called after each of this rank's batches.
     public static func evaluate(model: ResNet, dataset: any LabelledImages, normalization: Normalization, batchSize: Int,
-                                communicator comm: Communicator) throws -> Result {
+                                communicator comm: Communicator, progress: ((Int, Int) -> Void)? = nil) throws -> Result {
         guard dataset.channels == model.config.inChannels else {
             throw ModelError("\(dataset.name): images have \(dataset.channels) channels, the model expects \(model.config.inChannels)")
         }
@@ -25,7 +26,9 @@ public enum Evaluation {
         }
         let shard = EvaluationShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
         var totals = [0.0, 0.0, 0.0]
-        for idx in shard.batches(batchSize: batchSize) where !idx.isEmpty {
+        let batches = shard.batches(batchSize: batchSize)
+        for (bi, idx) in batches.enumerated() where !idx.isEmpty {
+            defer { progress?(bi + 1, batches.count) }
             let b = try dataset.batch(indices: idx, normalization: normalization, augmentation: nil, seed: 0, epoch: 0)
             try b.x.withUnsafeBufferPointer {
                 try model.forward($0.baseAddress!, Shape4(idx.count, dataset.channels, dataset.height, dataset.width), training: false)

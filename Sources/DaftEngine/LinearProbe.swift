@@ -19,7 +19,7 @@ public struct FeatureSet {
 public enum FeatureExtractor {
     /// Features of the samples in `shard` (no augmentation), in batches of `batchSize`.
     public static func extract(model: ResNet, dataset: any LabelledImages, indices: [Int], normalization: Normalization,
-                               batchSize: Int) throws -> FeatureSet {
+                               batchSize: Int, progress: ((Int, Int) -> Void)? = nil) throws -> FeatureSet {
         let F = model.config.featureDimension
         var out = [Float](); out.reserveCapacity(indices.count * F)
         var labels = [Int32](); labels.reserveCapacity(indices.count)
@@ -33,6 +33,7 @@ public enum FeatureExtractor {
             out.append(contentsOf: UnsafeBufferPointer(start: model.features.pointer, count: idx.count * F))
             labels.append(contentsOf: b.y)
             start += batchSize
+            progress?(min(start, indices.count), indices.count)
         }
         return FeatureSet(features: out, labels: labels, count: indices.count, dimension: F)
     }

@@ -68,6 +68,8 @@ public struct TrainerState: Codable, Equatable {
     public var epochLossSum = 0.0
     public var epochCorrect = 0.0
     public var epochCount = 0.0
+    /// Lines of OUT/metrics.jsonl when this state was checkpointed (a resume cuts the file back to them).
+    public var metricsLines: Int?
     public init() {}
 }
 
@@ -91,6 +93,10 @@ public struct StepResult {
     public var lossSum: Double
     public var correct: Double
     public var count: Double
+    /// This rank's time waiting for its batch (the prefetcher had not finished it) and waiting in the step's
+    /// collectives (gradient buckets not yet hidden behind backward, the loss all-reduce), in seconds.
+    public var dataWaitSeconds = 0.0
+    public var collectiveSeconds = 0.0
 }
 
 /// The DAFT engine one rank runs on its shard: BN conversion, linear probing, and the data-parallel
@@ -115,6 +121,8 @@ public final class Trainer {
     /// The ridge statistics after the probe (earlier domains + this one), for the checkpoint and OUT/ridge.safetensors.
     public private(set) var ridgeStatistics: RidgeHead?
     let log: (String) -> Void
+    /// Called as the conversion pass and the probe's feature extraction advance: (phase, done, total).
+    public var progress: ((String, Int, Int) -> Void)?
 
     public init(model: ResNet, communicator: Communicator, options: TrainingOptions, train: any LabelledImages,
                 normalization: Normalization, prefetchDepth: Int = 2, log: @escaping (String) -> Void) {
@@ -152,7 +160,8 @@ public final class Trainer {
                                        seed: options.seed, shuffle: options.conversionShuffled, tail: .drop)
         let stats = try BNConversion.measure(model: model, dataset: train, plan: convPlan, normalization: normalization,
                                              augmentation: options.augment ? .standard : nil, seed: options.seed,
-                                             communicator: comm, maxBatches: options.conversionBatches)
+                                             communicator: comm, maxBatches: options.conversionBatches,
+                                             progress: progress.map { p in { p("convert-bn", $0, $1) } })
         BNConversion.apply(stats, to: model)
         return stats
     }
@@ -165,7 +174,8 @@ public final class Trainer {
         let trainShard = EvaluationShard(count: train.count, rank: comm.rank, worldSize: comm.size)
         let valShard = EvaluationShard(count: validation.count, rank: comm.rank, worldSize: comm.size)
         let ft = try FeatureExtractor.extract(model: model, dataset: train, indices: Array(trainShard.range),
-                                              normalization: normalization, batchSize: options.evalBatchSize)
+                                              normalization: normalization, batchSize: options.evalBatchSize,
+                                              progress: progress.map { p in { p("probe features", $0, $1) } })
         let fv = try FeatureExtractor.extract(model: model, dataset: validation, indices: Array(valShard.range),
                                               normalization: normalization, batchSize: options.evalBatchSize)
         let K = model.config.numClasses
@@ -271,7 +281,9 @@ public final class Trainer {
         for g in sgd.groups.indices { sgd.groups[g].lr = sgd.groups[g].name == "head" ? lr.head : lr.backbone }
         // 2. this rank's share of the global batch, augmented from (seed, epoch, sample index) only; made ahead
         //    of time by the prefetcher while the previous step ran
+        let waitStart = Date()
         let batch = try prefetcher.batch(epoch: epoch, step: step)
+        let dataWait = Date().timeIntervalSince(waitStart)
         let localCount = batch.count, globalCount = batch.global
         let xs = Shape4(localCount, train.channels, train.height, train.width)
         // 3. forward; batch norms all-reduce their statistics over the global batch
@@ -295,7 +307,9 @@ public final class Trainer {
         model.backward()
         featurePrior?.uninstall(from: model)
         // 7. wait for the buckets: gradients are now averaged over ranks
+        let collectiveStart = Date()
         bucketer.finish()
+        var collective = Date().timeIntervalSince(collectiveStart)
         // 8. weight-space prior (identical on every rank, so added after averaging)
         if let l2sp { l2sp.addGradient(to: model.store); priorLoss += l2sp.penalty(model.store) }
         // 9. optimizer step (the prior's learned variances follow the head's learning rate)
@@ -303,9 +317,12 @@ public final class Trainer {
         featurePrior?.step(lr: lr.head)
         // 10. global loss / accuracy for the log (24 bytes)
         var totals = [ce.lossSum, Double(ce.correct), Double(localCount)]
+        let totalsStart = Date()
         comm.allReduceSum(&totals)
+        collective += Date().timeIntervalSince(totalsStart)
         // the priors are global quantities already: add them once, per sample of the global batch
-        return StepResult(lossSum: totals[0] + priorLoss * totals[2], correct: totals[1], count: totals[2])
+        return StepResult(lossSum: totals[0] + priorLoss * totals[2], correct: totals[1], count: totals[2],
+                          dataWaitSeconds: dataWait, collectiveSeconds: collective)
     }
 
     /// Compares a parameter checksum across ranks; throws naming diverged ranks.

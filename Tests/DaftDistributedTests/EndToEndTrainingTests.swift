@@ -108,7 +108,8 @@ final class EndToEndTrainingTests: XCTestCase {
     /// SIGKILL of the whole mpirun job mid-epoch, then `--resume auto`: bit-identical final weights.
     func testEndToEndKillMidEpochThenResumeIsBitIdentical() throws {
         let common = ["finetune", "--method", "daft", "--init", Self.pretrained, "--data", "npy:\(Self.dataX),\(Self.dataY)",
-                      "--batch-size", "8", "--epochs", "3", "--checkpoint-every", "3", "--keep", "2"]
+                      "--val-data", "npy:\(Self.dataX),\(Self.dataY)", "--ood", "blur=npy:\(Self.dataX),\(Self.dataY)@blur", "--eval-limit", "32",
+                      "--batch-size", "8", "--epochs", "3", "--checkpoint-every", "3", "--keep", "2", "--log-every", "1"]
         try run(common + ["--out", dir("full")], ranks: 2)
         // the interrupted run: kill -9 once a mid-epoch checkpoint exists
         let out = dir("killed")
@@ -144,6 +145,9 @@ final class EndToEndTrainingTests: XCTestCase {
         XCTAssertTrue(resumed.stdout.contains(valid.last!) && resumed.stdout.contains("checksum"), resumed.stdout)
         XCTAssertTrue(resumed.stdout.contains("resume: \(ckpts.path)/\(valid[valid.count - 2])"), resumed.stdout)
         XCTAssertEqual(try tensors(out + "/final.safetensors").tensors, try tensors(dir("full") + "/final.safetensors").tensors)
+        // the run records continue across the kill: no step duplicated or missing, TensorBoard reads the same numbers
+        try RunRecordsChecks.assertSameRecords(resumed: out, uninterrupted: dir("full"))
+        try RunRecordsChecks.assertTensorBoardMatchesMetrics(out)
     }
 
     /// Resume across the probe → train phase boundary (LP-FT), and from 1 rank onto 2 ranks.
