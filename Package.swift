@@ -45,8 +45,15 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg62-turbo-dev"])]),
         // OpenMPI handles (MPI_COMM_WORLD, MPI_FLOAT, ...) are macros: this shim exposes them as functions.
         .target(name: "CMPIShim", dependencies: ["CMPI"], path: "Sources/CMPIShim"),
+        // libpng and libjpeg report errors by longjmp, which Swift cannot catch: this shim decodes and encodes
+        // PNG/JPEG in C and returns an error string instead.
+        .target(name: "CImageShim", dependencies: ["CPNG", "CJPEG"], path: "Sources/CImageShim"),
 
         // kernels: float32 tensors and forward/backward kernels on OpenBLAS.
         .target(name: "DaftKernels", dependencies: ["CBLAS", "CCPUID", "DaftKernelsAVX512"], swiftSettings: kernelSwiftSettings),
@@ -59,8 +66,9 @@ let package = Package(
         .target(name: "DaftDistributed", dependencies: ["CMPIShim"]),
         // layers/models: BN (incl. synchronized), ResNet family, SGD, schedules.
         .target(name: "DaftModels", dependencies: ["DaftKernels", "DaftDistributed", "DaftInterop"]),
-        // data: IDX / NPY readers, domain shifts, the fashion-shift benchmark.
-        .target(name: "DaftData", dependencies: ["DaftInterop", "CZlib"]),
+        // data: IDX / NPY readers, PNG/JPEG codecs, torchvision-style transforms, ImageFolder listing,
+        // domain shifts, the fashion-shift benchmark.
+        .target(name: "DaftData", dependencies: ["DaftInterop", "CZlib", "CImageShim"]),
         // DAFT engine: BN conversion, methods, priors, ridge head, evaluation, the training step.
         .target(name: "DaftEngine", dependencies: ["DaftModels", "DaftData", "DaftDistributed", "DaftKernels", "DaftInterop", "CBLAS"]),
         // coordinator: phases, checkpoints, resume.
@@ -82,7 +90,7 @@ let package = Package(
         // transport scenarios under mpirun, and the few heavy end-to-end runs of `daft` under mpirun (EndToEnd*).
         .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed", "DaftInterop", "DaftTestSupport"]),
         .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels", "DaftTestSupport"]),
-        .testTarget(name: "DaftDataTests", dependencies: ["DaftData", "DaftInterop"]),
+        .testTarget(name: "DaftDataTests", dependencies: ["DaftData", "DaftInterop", "DaftTestSupport"]),
         .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine", "DaftTestSupport"]),
         .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator"]),
     ],

@@ -196,13 +196,43 @@ struct DataList: ParsableCommand {
 }
 
 struct DataExport: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "export", abstract: "Write a named domain/split as x.npy (uint8 N×C×H×W) and y.npy (int64).")
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write a named domain/split as x.npy (uint8 N×C×H×W) and y.npy (int64), or as a torchvision ImageFolder.",
+        discussion: """
+            --format folder writes OUT/CLASS/NNNNNN.png (NNNNNN = index in the split), one folder per class named \
+            so that sorted order is label order (00_T-shirt-top … for Fashion-MNIST, else class_000 …); \
+            --jpeg-quality Q writes JPEG files instead. The folder is built beside OUT and renamed into place, so \
+            a failed export leaves nothing at OUT.
+            """)
     @Option var data: String
     @Option(help: "Output directory") var out: String
     @Option var limit: Int?
+    @Option(help: "npy (x.npy, y.npy) or folder (torchvision ImageFolder of PNG files)") var format: String = "npy"
+    @Option(name: .customLong("jpeg-quality"), help: "With --format folder: write JPEG files of this quality (1-100) instead of PNG")
+    var jpegQuality: Int?
+
     func run() throws {
+        guard format == "npy" || format == "folder" else {
+            throw CLIError("--format '\(format)': valid formats are npy, folder")
+        }
+        if let q = jpegQuality {
+            guard format == "folder" else { throw CLIError("--jpeg-quality applies to --format folder only") }
+            guard (1...100).contains(q) else { throw CLIError("--jpeg-quality \(q): must be in 1...100") }
+        }
         let d = try Runtime.dataset(data, limit: limit)
         let dir = URL(fileURLWithPath: out)
+        if format == "folder" {
+            var names: [String]? = nil
+            if case .fashionMNIST = try DataSpec.parse(data), d.numClasses == DataCatalog.fashionMNISTClassNames.count {
+                names = DataCatalog.fashionMNISTClassNames
+            }
+            let folders = ImageFolder.classFolderNames(numClasses: d.numClasses, names: names)
+            let n = try ImageFolder.write(d, to: dir, folderNames: folders, format: jpegQuality == nil ? .png : .jpeg,
+                                          jpegQuality: jpegQuality ?? 90)
+            print("wrote \(n) \(jpegQuality == nil ? "PNG" : "JPEG") images of \(data) in \(folders.count) class folders to \(dir.path)")
+            return
+        }
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try d.exportNPY(x: dir.appendingPathComponent("x.npy"), y: dir.appendingPathComponent("y.npy"))
         print("wrote \(d.count) samples of \(data) to \(dir.path)/x.npy, y.npy")

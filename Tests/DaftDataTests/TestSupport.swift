@@ -48,3 +48,21 @@ func assertOneLineError(_ body: @autoclosure () throws -> Any, contains fragment
         }
     }
 }
+
+/// The bytes of a file.
+func fileBytes(_ url: URL) throws -> [UInt8] { [UInt8](try Data(contentsOf: url)) }
+
+/// max |a[i] − b[i]| over two byte arrays, or Int.max when their lengths differ.
+func maxAbsDifference(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    guard a.count == b.count else { return Int.max }
+    var worst = 0
+    for i in 0..<a.count { worst = max(worst, abs(Int(a[i]) - Int(b[i]))) }
+    return worst
+}
+
+/// A random 8-bit image (SplitMix64 from `seed`) of the given size.
+func randomImage(width: Int, height: Int, channels: Int, seed: UInt64) -> DecodedImage {
+    var rng = SplitMix64(seed: seed)
+    let px = (0..<(width * height * channels)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+    return try! DecodedImage(width: width, height: height, channels: channels, pixels: px)
+}
