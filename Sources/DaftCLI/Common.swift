@@ -21,12 +21,28 @@ enum Runtime {
         return Communicators.fromEnvironment()
     }
 
-    /// Loads a named data set (`fashion-mnist:SPLIT[@DOMAIN]`, `npy:X,Y`), optionally only its first `limit`
-    /// samples, converted to the model's `channels` when given (grey ↔ RGB as torchvision's loader does).
-    static func dataset(_ spec: String, limit: Int?, channels: Int? = nil) throws -> ImageDataset {
-        var d = try DataCatalog.load(try DataSpec.parse(spec))
-        if let limit, limit < d.count { d = d.subset(0..<max(limit, 0), name: d.name) }
-        if let channels { d = try d.converted(toChannels: channels) }
+    /// Loads a named data set into memory (`fashion-mnist:SPLIT[@DOMAIN]`, `npy:X,Y`, `idx:I,L`), optionally
+    /// only its first `limit` samples.
+    static func dataset(_ spec: String, limit: Int?) throws -> ImageDataset {
+        let d = try DataCatalog.load(try DataSpec.parse(spec))
+        guard let limit, limit < d.count else { return d }
+        return d.subset(0..<max(limit, 0), name: d.name)
+    }
+
+    /// The data set a model with `config` reads (`folder:DIR` streamed, anything else in memory), optionally only
+    /// its first `limit` samples, converted to the model's channels (grey ↔ RGB as torchvision's loader does).
+    static func dataset(_ spec: String, limit: Int?, for config: ResNetConfig, input: PreprocessingFlags) throws -> any LabelledImages {
+        let parsed = try DataSpec.parse(spec)
+        var d: any LabelledImages
+        if case .folder = parsed {
+            d = try DataCatalog.open(parsed, folder: input.folderOptions(config: config))
+            if let f = d as? ImageFolderDataset, !f.skipped.isEmpty {
+                FileHandle.standardError.write(Data("data: \(spec): skipped \(f.skipped.count) unreadable image(s) (--skip-bad-images); first: \(f.skipped[0])\n".utf8))
+            }
+        } else {
+            d = try DataCatalog.load(parsed).converted(toChannels: config.inChannels)
+        }
+        if let limit, limit < d.count { d = d.prefix(limit) }
         return d
     }
 
@@ -45,6 +61,16 @@ enum Runtime {
 struct PreprocessingFlags: ParsableArguments {
     @Option(help: "Per-channel mean of pixel/255, comma-separated (one value: every channel); for weights without mean/std metadata") var mean: String?
     @Option(help: "Per-channel std of pixel/255, comma-separated (one value: every channel)") var std: String?
+    @Option(name: .customLong("image-size"), help: "folder: data: crop size S of torchvision's transforms (default 224 for a 7×7-stem model, the images' own size for small-image models)") var imageSize: Int?
+    @Flag(name: .customLong("skip-bad-images"), help: "folder: data: decode every image once at load and leave out the unreadable ones (counted) instead of stopping at the first") var skipBadImages = false
+
+    @Option(help: "folder: data: threads decoding each batch (default: every core)") var workers: Int?
+
+    /// How a model with `config` reads image folders.
+    func folderOptions(config: ResNetConfig) -> FolderImageOptions {
+        FolderImageOptions(channels: config.inChannels, imageSize: imageSize ?? (config.stem == .imagenet ? 224 : nil), skipBadImages: skipBadImages,
+                           workers: workers ?? ProcessInfo.processInfo.activeProcessorCount)
+    }
 
     /// The normalisation of a model with `config` whose weights carry `metadata` (empty: trained from scratch).
     func normalization(config: ResNetConfig, metadata: [String: String], source: String) throws -> Normalization {
@@ -57,7 +83,7 @@ struct PreprocessingFlags: ParsableArguments {
 
 /// Flags every training command shares (cli.md).
 struct TrainingFlags: ParsableArguments {
-    @Option(help: "Training set: fashion-mnist:SPLIT[@DOMAIN] or npy:X.npy,Y.npy") var data: String = "fashion-mnist:target-train@id"
+    @Option(help: "Training set: fashion-mnist:SPLIT[@DOMAIN], npy:X.npy,Y.npy, idx:IMAGES,LABELS or folder:DIR (torchvision ImageFolder)") var data: String = "fashion-mnist:target-train@id"
     @Option(name: .customLong("val-data"), help: "ID validation set (model selection, probe regularisation)") var valData: String?
     @Option(name: .customLong("test-data"), help: "ID test set reported at the end") var testData: String?
     @Option(help: "OOD test set NAME=DATA (repeatable)") var ood: [String] = []
@@ -124,13 +150,13 @@ struct TrainingFlags: ParsableArguments {
         return o
     }
 
-    func evalSets(channels: Int) throws -> (val: ImageDataset?, test: ImageDataset?, ood: [(String, ImageDataset)]) {
-        let val = try valData.map { try Runtime.dataset($0, limit: evalLimit, channels: channels) }
-        let test = try testData.map { try Runtime.dataset($0, limit: evalLimit, channels: channels) }
-        var oods: [(String, ImageDataset)] = []
+    func evalSets(for config: ResNetConfig, input: PreprocessingFlags) throws -> (val: (any LabelledImages)?, test: (any LabelledImages)?, ood: [(String, any LabelledImages)]) {
+        let val = try valData.map { try Runtime.dataset($0, limit: evalLimit, for: config, input: input) }
+        let test = try testData.map { try Runtime.dataset($0, limit: evalLimit, for: config, input: input) }
+        var oods: [(String, any LabelledImages)] = []
         for o in ood {
             guard let eq = o.firstIndex(of: "="), eq != o.startIndex else { throw CLIError("--ood wants NAME=DATA, got '\(o)'") }
-            oods.append((String(o[..<eq]), try Runtime.dataset(String(o[o.index(after: eq)...]), limit: evalLimit, channels: channels)))
+            oods.append((String(o[..<eq]), try Runtime.dataset(String(o[o.index(after: eq)...]), limit: evalLimit, for: config, input: input)))
         }
         return (val, test, oods)
     }

@@ -49,7 +49,7 @@ struct Evaluate: ParsableCommand {
         let comm = Runtime.communicator(threads: threads)
         let (model, file) = try loadModel(weights)
         let norm = try preprocessing.normalization(config: model.config, metadata: file.metadata, source: weights)
-        let d = try Runtime.dataset(data, limit: limit, channels: model.config.inChannels)
+        let d = try Runtime.dataset(data, limit: limit, for: model.config, input: preprocessing)
         guard d.numClasses <= model.config.numClasses else {
             throw CLIError("\(data): labels go up to \(d.numClasses - 1), \(weights) has \(model.config.numClasses) classes")
         }
@@ -79,7 +79,7 @@ struct ConvertBN: ParsableCommand {
         let comm = Runtime.communicator(threads: threads)
         let (model, file) = try loadModel(weights)
         let norm = try preprocessing.normalization(config: model.config, metadata: file.metadata, source: weights)
-        let d = try Runtime.dataset(data, limit: limit, channels: model.config.inChannels)
+        let d = try Runtime.dataset(data, limit: limit, for: model.config, input: preprocessing)
         let plan = GlobalBatchPlan(count: d.count, globalBatch: batchSize, worldSize: comm.size, seed: seed, shuffle: !sequential, tail: .drop)
         model.context.sync = comm
         let stats = try BNConversion.measure(model: model, dataset: d, plan: plan, normalization: norm,
@@ -158,6 +158,8 @@ struct Bench: ParsableCommand {
     @Option(help: "OpenBLAS threads") var threads = 1
     @Option(help: "Timed steps (after 3 warm-up steps)") var steps = 20
     @Option(name: .customLong("num-classes")) var numClasses = 10
+    @Option(help: "Real images instead of synthetic ones, e.g. folder:DIR (decoded and augmented while the step before runs; --image-size, --workers apply)") var data: String?
+    @OptionGroup var preprocessing: PreprocessingFlags
     @Flag var json = false
 
     func run() throws {
@@ -166,11 +168,14 @@ struct Bench: ParsableCommand {
         let d = input.split(separator: "x").compactMap { Int($0) }
         guard d.count == 3, d.allSatisfy({ $0 > 0 }) else { throw CLIError("--input wants CxHxW, e.g. 1x28x28, got '\(input)'") }
         let w = widths.map { $0.split(separator: ",").compactMap { Int($0) } }
-        let cfg = try ResNetConfig.named(arch, inChannels: d[0], numClasses: numClasses, widths: w)
-        let r = try StepBenchmark(config: cfg, channels: d[0], height: d[1], width: d[2], batch: batch, steps: steps).run(communicator: comm)
+        var cfg = try ResNetConfig.named(arch, inChannels: d[0], numClasses: numClasses, widths: w)
+        let images = try data.map { try Runtime.dataset($0, limit: nil, for: cfg, input: preprocessing) }
+        if let images { cfg.numClasses = max(cfg.numClasses, images.numClasses) }
+        let r = try StepBenchmark(config: cfg, channels: d[0], height: d[1], width: d[2], batch: batch, steps: steps, data: images).run(communicator: comm)
         guard comm.rank == 0 else { return }
         var line = String(format: "%@ %@ global batch %d on %d rank(s), %d BLAS thread(s): %.1f img/s, %.1f ms/step, %.1f GFLOP/s = %.0f%% of measured sgemm peak %.1f GFLOP/s",
                           r.arch, r.input, r.batch, r.ranks, r.threads, r.imagesPerSecond, r.stepMilliseconds, r.gflops, r.percentOfPeak, r.sgemmPeakGflops)
+        if images != nil { line += String(format: "; images from %@, %.1f ms/step waiting for data", r.source, r.dataWaitMilliseconds) }
         if let h = r.allReduceHiddenFraction, let b = r.allReduceBlockedMilliseconds {
             line += String(format: "; gradient all-reduce %.0f%% hidden behind backward, %.1f ms/step blocked", 100 * h, b)
         }
@@ -178,7 +183,7 @@ struct Bench: ParsableCommand {
         if json {
             var o: [String: Any] = ["images_per_s": r.imagesPerSecond, "gflops": r.gflops, "step_ms": r.stepMilliseconds,
                                     "sgemm_peak_gflops": r.sgemmPeakGflops, "percent_of_peak": r.percentOfPeak, "arch": r.arch,
-                                    "batch": r.batch, "ranks": r.ranks, "threads": r.threads]
+                                    "batch": r.batch, "ranks": r.ranks, "threads": r.threads, "source": r.source, "data_wait_ms": r.dataWaitMilliseconds]
             if let h = r.allReduceHiddenFraction { o["allreduce_hidden_fraction"] = h }
             try printJSON(o)
         }
@@ -187,7 +192,7 @@ struct Bench: ParsableCommand {
 
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "data", abstract: "Named domains and splits.",
-                                                    subcommands: [DataList.self, DataExport.self])
+                                                    subcommands: [DataList.self, DataExport.self, DataBench.self])
 }
 
 struct DataList: ParsableCommand {
@@ -236,5 +241,37 @@ struct DataExport: ParsableCommand {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try d.exportNPY(x: dir.appendingPathComponent("x.npy"), y: dir.appendingPathComponent("y.npy"))
         print("wrote \(d.count) samples of \(data) to \(dir.path)/x.npy, y.npy")
+    }
+}
+
+struct DataBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench",
+        abstract: "Batch production throughput of a data set: decode, channel conversion, transform, normalisation (no model).")
+    @Option var data: String
+    @Option(name: .customLong("channels"), help: "Model input channels the images are converted to") var channels = 3
+    @Option(help: "Batch size") var batch = 64
+    @Option(help: "Timed batches (after one warm-up batch)") var batches = 10
+    @Flag(name: .customLong("eval"), help: "The evaluation view (Resize + CenterCrop) instead of the training augmentation") var evaluation = false
+    @OptionGroup var preprocessing: PreprocessingFlags
+    @Flag var json = false
+
+    func run() throws {
+        let cfg = try ResNetConfig.named("resnet18", inChannels: channels, numClasses: 1)
+        let d = try Runtime.dataset(data, limit: nil, for: cfg, input: preprocessing)
+        let norm = Normalization.unit(channels: channels)
+        let workers = preprocessing.folderOptions(config: cfg).workers
+        guard d.count >= batch else { throw CLIError("\(data): \(d.count) images do not fill one batch of \(batch)") }
+        let perEpoch = d.count / batch
+        var seconds = 0.0
+        for b in 0...batches {
+            let indices = Array((b % perEpoch) * batch ..< (b % perEpoch + 1) * batch)
+            let t0 = Date()
+            _ = try d.batch(indices: indices, normalization: norm, augmentation: evaluation ? nil : .standard, seed: 0, epoch: b / perEpoch)
+            if b > 0 { seconds += Date().timeIntervalSince(t0) }
+        }
+        let ips = Double(batches * batch) / seconds
+        print(String(format: "%@: %.1f img/s (%d×%d×%d, %@, %d decode thread(s): %.1f img/s per thread)", data, ips, d.channels, d.height, d.width,
+                     evaluation ? "evaluation view" : "training augmentation", workers, ips / Double(workers)))
+        if json { try printJSON(["images_per_s": ips, "workers": workers, "per_worker": ips / Double(workers), "height": d.height, "width": d.width]) }
     }
 }

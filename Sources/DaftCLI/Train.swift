@@ -46,8 +46,8 @@ struct Finetune: ParsableCommand {
         let pretrained = try Runtime.broadcastWeights(weights, communicator: comm)
         let config = try ResNetConfig.infer(from: pretrained, source: weights)
         let normalization = try preprocessing.normalization(config: config, metadata: pretrained.metadata, source: weights)
-        let train = try Runtime.dataset(flags.data, limit: flags.limit, channels: config.inChannels)
-        let sets = try flags.evalSets(channels: config.inChannels)
+        let train = try Runtime.dataset(flags.data, limit: flags.limit, for: config, input: preprocessing)
+        let sets = try flags.evalSets(for: config, input: preprocessing)
         var inputs = RunInputs(initWeights: pretrained, train: train, validation: sets.val, test: sets.test,
                                ood: sets.ood, normalization: normalization, outDirectory: URL(fileURLWithPath: flags.out),
                                checkpointEvery: flags.checkpointEvery, keep: flags.keep, resume: flags.resume, numClasses: numClasses)
@@ -74,16 +74,26 @@ struct Pretrain: ParsableCommand {
         let comm = Runtime.communicator(threads: flags.threads)
         var o = try flags.options(method: .ft)
         if flags.lr == nil && flags.lrHead == nil && flags.lrBackbone == nil { o.lrHead = 0.1; o.lrBackbone = 0.1 }
-        let train = try Runtime.dataset(flags.data, limit: flags.limit)
+        let spec = try DataSpec.parse(flags.data)
         let w = try widths.map { s -> [Int] in
             let v = s.split(separator: ",").compactMap { Int($0) }
             guard !v.isEmpty else { throw CLIError("--widths wants comma-separated integers, got '\(s)'") }
             return v
         }
-        let cfg = try ResNetConfig.named(arch, inChannels: inChannels ?? train.channels, numClasses: numClasses ?? train.numClasses, widths: w)
+        // the data's channels and classes size the model unless given; a folder is listed to count its classes
+        var channels = inChannels, classes = numClasses
+        if case .folder = spec {
+            channels = channels ?? 3
+        } else if channels == nil || classes == nil {
+            let d = try Runtime.dataset(flags.data, limit: flags.limit)
+            channels = channels ?? d.channels; classes = classes ?? d.numClasses
+        }
+        let shape = try ResNetConfig.named(arch, inChannels: channels!, numClasses: 1, widths: w)
+        let train = try Runtime.dataset(flags.data, limit: flags.limit, for: shape, input: preprocessing)
+        let cfg = try ResNetConfig.named(arch, inChannels: channels!, numClasses: classes ?? train.numClasses, widths: w)
         let normalization = try preprocessing.normalization(config: cfg, metadata: [:], source: "pretrain --arch \(arch)")
-        let sets = try flags.evalSets(channels: cfg.inChannels)
-        var inputs = RunInputs(initWeights: nil, initConfig: cfg, train: try train.converted(toChannels: cfg.inChannels), validation: sets.val, test: sets.test, ood: sets.ood,
+        let sets = try flags.evalSets(for: cfg, input: preprocessing)
+        var inputs = RunInputs(initWeights: nil, initConfig: cfg, train: train, validation: sets.val, test: sets.test, ood: sets.ood,
                                normalization: normalization, outDirectory: URL(fileURLWithPath: flags.out),
                                checkpointEvery: flags.checkpointEvery, keep: flags.keep, resume: flags.resume, numClasses: cfg.numClasses)
         try flags.apply(to: &inputs)

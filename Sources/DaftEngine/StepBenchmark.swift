@@ -6,7 +6,8 @@ import DaftDistributed
 
 /// Training-step throughput (what `daft bench` prints): the real `Trainer.trainStep` — batch assembly,
 /// forward with (synchronized) BN, loss, backward with overlapped gradient buckets, SGD — on synthetic
-/// images. Under `mpirun -np W` the global batch is split over the ranks, so images/s is the whole job's.
+/// images, or on a real data set (`data`: e.g. a JPEG folder, decoded and augmented by the prefetcher while the
+/// previous step runs). Under `mpirun -np W` the global batch is split over the ranks, so images/s is the whole job's.
 public struct StepBenchmark {
     /// What one benchmark run measured (identical on every rank).
     public struct Result: Codable {
@@ -24,6 +25,10 @@ public struct StepBenchmark {
         /// Share of the gradient all-reduce time hidden behind backward (multi-rank only).
         public var allReduceHiddenFraction: Double?
         public var allReduceBlockedMilliseconds: Double?
+        /// Mean time per step the step waited for its batch (0 when the prefetcher kept up).
+        public var dataWaitMilliseconds: Double
+        /// Where the images came from: `synthetic` or the data set's name.
+        public var source: String
     }
 
     public var config: ResNetConfig
@@ -31,38 +36,50 @@ public struct StepBenchmark {
     public var batch: Int
     public var steps: Int
     public var warmup: Int
+    /// Real images instead of synthetic ones (their shape replaces channels/height/width; training augmentation on).
+    public var data: (any LabelledImages)?
 
-    public init(config: ResNetConfig, channels: Int, height: Int, width: Int, batch: Int, steps: Int = 20, warmup: Int = 3) {
-        self.config = config; self.channels = channels; self.height = height; self.width = width
-        self.batch = batch; self.steps = steps; self.warmup = warmup
+    public init(config: ResNetConfig, channels: Int, height: Int, width: Int, batch: Int, steps: Int = 20, warmup: Int = 3,
+                data: (any LabelledImages)? = nil) {
+        self.config = config; self.batch = batch; self.steps = steps; self.warmup = warmup; self.data = data
+        self.channels = data?.channels ?? channels; self.height = data?.height ?? height; self.width = data?.width ?? width
     }
 
     public func run(communicator comm: Communicator = SingleProcessCommunicator()) throws -> Result {
-        var rng = DaftKernels.SplitMix64(seed: 42)
-        let n = batch * (warmup + steps)
-        let pixels = (0..<(n * channels * height * width)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-        let labels = (0..<n).map { _ in Int32(rng.next() % UInt64(config.numClasses)) }
-        let data = try ImageDataset(name: "synthetic", channels: channels, height: height, width: width,
+        let data: any LabelledImages
+        if let given = self.data {
+            guard given.count >= batch else { throw ModelError("\(given.name): \(given.count) images do not fill one batch of \(batch)") }
+            data = given
+        } else {
+            var rng = DaftKernels.SplitMix64(seed: 42)
+            let n = batch * (warmup + steps)
+            let pixels = (0..<(n * channels * height * width)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let labels = (0..<n).map { _ in Int32(rng.next() % UInt64(config.numClasses)) }
+            data = try ImageDataset(name: "synthetic", channels: channels, height: height, width: width,
                                     numClasses: config.numClasses, pixels: pixels, labels: labels)
+        }
         var options = TrainingOptions()
         options.method = .ft
         options.batchSize = batch
         options.epochs = 1
-        options.augment = false
+        options.augment = self.data != nil
         options.lrHead = 0.01; options.lrBackbone = 0.01
         let model = ResNet(config)
         let trainer = Trainer(model: model, communicator: comm, options: options, train: data,
                               normalization: Normalization(mean: Array(repeating: 0.5, count: channels), std: Array(repeating: 0.25, count: channels)),
                               log: { _ in })
         try trainer.prepareFineTune()
-        var total = 0.0, blocked = 0.0, hidden = 0.0, communication = 0.0
+        var total = 0.0, blocked = 0.0, hidden = 0.0, communication = 0.0, dataWait = 0.0
+        let perEpoch = trainer.plan.batchesPerEpoch
         for step in 0..<(warmup + steps) {
-            comm.barrier()
+            // no barrier before a step: with real data the prefetcher works on the next batch in between
+            if self.data == nil { comm.barrier() }
             let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = try trainer.trainStep(epoch: 0, step: step)
+            let r = try trainer.trainStep(epoch: step / perEpoch, step: step % perEpoch)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             if step >= warmup {
                 total += dt
+                dataWait += r.dataWaitSeconds
                 if let s = trainer.bucketStats { blocked += s.blockedSeconds; hidden += s.hiddenSeconds; communication += s.communicationSeconds }
             }
         }
@@ -80,6 +97,7 @@ public struct StepBenchmark {
                       threads: BLASThreads.current, steps: steps, imagesPerSecond: ips, stepMilliseconds: total / Double(steps) * 1000,
                       gflops: gflops, sgemmPeakGflops: peak, percentOfPeak: 100 * gflops / peak,
                       allReduceHiddenFraction: comm.size > 1 && communication > 0 ? hidden / communication : nil,
-                      allReduceBlockedMilliseconds: comm.size > 1 ? blocked / Double(steps) * 1000 : nil)
+                      allReduceBlockedMilliseconds: comm.size > 1 ? blocked / Double(steps) * 1000 : nil,
+                      dataWaitMilliseconds: dataWait / Double(steps) * 1000, source: self.data?.name ?? "synthetic")
     }
 }
