@@ -71,8 +71,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        // transport tool: all-reduce micro-benchmark and the MPI scenarios the transport tests run under mpirun.
-        .executableTarget(name: "DaftTransportTool", dependencies: ["DaftDistributed"]),
+        // transport tool: all-reduce micro-benchmark, the MPI scenarios the transport tests run under mpirun, and
+        // the checkpoint writer the checkpoint crash test kills (a subprocess, not a test case).
+        .executableTarget(name: "DaftTransportTool", dependencies: ["DaftDistributed", "DaftCoordinator"]),
 
         // fixtures and closeness checks shared by the test targets (no XCTest, no product uses it)
         .target(name: "DaftTestSupport", dependencies: ["DaftInterop", "DaftModels"], path: "Tests/Support"),
@@ -80,11 +81,11 @@ let package = Package(
         .testTarget(name: "DaftKernelsTests", dependencies: ["DaftKernels"]),
         .testTarget(name: "DaftInteropTests", dependencies: ["DaftInterop"]),
         // transport scenarios under mpirun, and the few heavy end-to-end runs of `daft` under mpirun (EndToEnd*).
-        .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed", "DaftInterop"]),
+        .testTarget(name: "DaftDistributedTests", dependencies: ["DaftDistributed", "DaftInterop", "DaftTestSupport"]),
         .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels", "DaftTestSupport"]),
         .testTarget(name: "DaftDataTests", dependencies: ["DaftData", "DaftInterop"]),
         .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine", "DaftTestSupport"]),
-        .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator"]),
+        .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator", "DaftTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )
