@@ -79,8 +79,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        // transport tool: all-reduce micro-benchmark and the MPI scenarios the transport tests run under mpirun.
-        .executableTarget(name: "DaftTransportTool", dependencies: ["DaftDistributed"]),
+        // transport tool: all-reduce micro-benchmark, the MPI scenarios the transport tests run under mpirun, and
+        // the checkpoint writer the checkpoint crash test kills (a subprocess, not a test case).
+        .executableTarget(name: "DaftTransportTool", dependencies: ["DaftDistributed", "DaftCoordinator"]),
 
         // fixtures and closeness checks shared by the test targets (no XCTest, no product uses it)
         .target(name: "DaftTestSupport", dependencies: ["DaftInterop", "DaftModels"], path: "Tests/Support"),
@@ -92,7 +93,7 @@ let package = Package(
         .testTarget(name: "DaftModelsTests", dependencies: ["DaftModels", "DaftInterop", "DaftKernels", "DaftTestSupport"]),
         .testTarget(name: "DaftDataTests", dependencies: ["DaftData", "DaftInterop", "DaftTestSupport"]),
         .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine", "DaftTestSupport"]),
-        .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator"]),
+        .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator", "DaftTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

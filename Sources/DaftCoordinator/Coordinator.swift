@@ -247,6 +247,8 @@ public final class Coordinator {
         let model = try start()
         trainer = Trainer(model: model, communicator: comm, options: options, train: inputs.train,
                           normalization: inputs.normalization, log: out)
+        try trainer.checkModelNames()
+        try checkLabelsFitTheHead(model)
         if let base = inputs.ridgeBase {
             let bytes = comm.broadcast(comm.rank == 0 ? try readFile(base) : [], root: 0)
             trainer.ridgeBase = try RidgeHead(file: try SafeTensorsFile.decode(bytes, source: base.path), source: base.path)
@@ -296,6 +298,13 @@ public final class Coordinator {
             }
         }
         return try finalReport(seconds: Date().timeIntervalSince(t0))
+    }
+
+    /// Every data set's labels must be classes of the head (`--num-classes`, the training labels or the checkpoint
+    /// sized it): checked before BN conversion, the probe or any step reads a label.
+    func checkLabelsFitTheHead(_ model: ResNet) throws {
+        let sets = [inputs.train] + [inputs.validation, inputs.test].compactMap { $0 } + inputs.ood.map(\.data)
+        for d in sets { try d.checkLabels(fitHeadOf: model.config.numClasses, head: "the head of the model") }
     }
 
     func snapshot(_ model: ResNet) -> ParameterStore {

@@ -24,6 +24,17 @@ public protocol LabelledImages: Sendable {
                epoch: Int) throws -> (x: [Float], y: [Int32])
 }
 
+extension LabelledImages {
+    /// Throws a one-line `DataError` naming this data set and the first sample whose label is not in
+    /// `0 ..< classes`, the class count of the model head that will read the labels (`head` names it, e.g.
+    /// "the head of the model"). Call it before any step: a loss on such a label indexes past the logits.
+    public func checkLabels(fitHeadOf classes: Int, head: String) throws {
+        if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= classes }) {
+            throw DataError("\(name): label \(labels[bad]) at index \(bad) is outside \(head), which has \(classes) classes (0...\(classes - 1))")
+        }
+    }
+}
+
 extension ImageDataset: LabelledImages {
     public func prefix(_ n: Int) -> any LabelledImages { n >= count ? self : subset(0..<max(n, 0)) }
 

@@ -7,7 +7,8 @@ extension ImageDataset {
     /// - `x`: uint8 N×C×H×W (NCHW), or uint8 N×H×W (read as C = 1). float32/float64 arrays of the same
     ///   shapes are accepted only with values in [0, 1]; they are converted with `round(v · 255)`.
     ///   Float values outside [0, 1] are rejected (convert [0, 255] data to uint8 first) so that the
-    ///   fixed preprocessing `pixel/255` is never applied to the wrong range.
+    ///   fixed preprocessing `pixel/255` is never applied to the wrong range, and so are NaN and ±inf; the
+    ///   error names the file, the image index and the element.
     /// - `y`: int64, int32 or uint8 labels, shape N (or N×1); labels must be in `0 ..< numClasses`.
     /// - `numClasses == nil` means "largest label + 1".
     ///
@@ -27,12 +28,11 @@ extension ImageDataset {
         switch xa.dtype {
         case .uint8:
             pixels = try xa.uint8s()
-        case .float32, .float64:
-            let f = try xa.floats()
-            if let bad = f.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
-                throw DataError(file: x, "float image value \(f[bad]) at flat index \(bad) is outside [0, 1]; float images must be in [0, 1] (store [0, 255] data as uint8)")
-            }
-            pixels = f.map { UInt8(($0 * 255).rounded()) }
+        case .float32:
+            pixels = try pixelBytes(fromUnitFloats: try xa.floats(), imageSize: dims[1] * dims[2] * dims[3], file: x)
+        case .float64:
+            // as Double, so a value beyond Float's range is reported as itself rather than as inf
+            pixels = try pixelBytes(fromUnitFloats: try xa.doubles(), imageSize: dims[1] * dims[2] * dims[3], file: x)
         default:
             throw DataError(file: x, "unsupported image dtype \(xa.dtype.descr); expected uint8 (or float32/float64 in [0, 1])")
         }
@@ -58,6 +58,22 @@ extension ImageDataset {
         } catch let e as DataError {
             throw DataError(file: x, e.message)
         }
+    }
+
+    /// Float pixels in [0, 1] as bytes, `round(v · 255)` in Float. Every value is checked before any step uses
+    /// the data: the first one outside [0, 1], NaN and ±inf included (NaN compares false), is a one-line error
+    /// naming `file`, the image index and the element inside the image.
+    static func pixelBytes<F: BinaryFloatingPoint>(fromUnitFloats values: [F], imageSize: Int, file: URL) throws -> [UInt8] {
+        if let bad = values.firstIndex(where: { !($0 >= 0 && $0 <= 1) }) {
+            let (image, element) = bad.quotientAndRemainder(dividingBy: imageSize)   // imageSize > 0: element `bad` exists
+            let place = "image \(image), element \(element) (flat index \(bad))"
+            let value = Double(values[bad])
+            if value.isFinite {
+                throw DataError(file: file, "float value \(value) at \(place) is outside [0, 1]; float images must be in [0, 1] (store [0, 255] data as uint8)")
+            }
+            throw DataError(file: file, "float value \(value) at \(place) is not finite; float images must hold finite values in [0, 1]")
+        }
+        return values.map { UInt8((Float($0) * 255).rounded()) }
     }
 
     /// Writes the dataset as `x` (uint8, N×C×H×W) and `y` (int64, N) NPY files.

@@ -108,10 +108,17 @@ public final class MPICommunicator: Communicator {
 
     /// Parses `DAFT_STALL_TIMEOUT` (seconds; `0`, `off` or `none` disable). Default 600 s.
     public static func timeoutFromEnvironment() -> Double? {
-        guard let raw = ProcessInfo.processInfo.environment["DAFT_STALL_TIMEOUT"] else { return 600 }
+        stallTimeout(parsing: ProcessInfo.processInfo.environment["DAFT_STALL_TIMEOUT"])
+    }
+
+    /// The stall timeout a `DAFT_STALL_TIMEOUT` value means: nil (unset) → 600 s; seconds > 0 → that many;
+    /// `0`, a negative number, `off` or `none` (any case, surrounding spaces ignored) → nil, the watchdog off;
+    /// anything else → 600 s with a warning on stderr.
+    public static func stallTimeout(parsing raw: String?) -> Double? {
+        guard let raw else { return 600 }
         let value = raw.trimmingCharacters(in: .whitespaces).lowercased()
         if value == "off" || value == "none" { return nil }
-        guard let seconds = Double(value) else {
+        guard let seconds = Double(value), !seconds.isNaN else {
             fputs("daft: ignoring DAFT_STALL_TIMEOUT=\(raw) (not a number); using 600 s\n", stderr)
             return 600
         }

@@ -21,9 +21,7 @@ public enum Evaluation {
         guard dataset.channels == model.config.inChannels else {
             throw ModelError("\(dataset.name): images have \(dataset.channels) channels, the model expects \(model.config.inChannels)")
         }
-        if let bad = dataset.labels.first(where: { Int($0) >= model.config.numClasses }) {
-            throw ModelError("\(dataset.name): label \(bad) but the model has \(model.config.numClasses) classes")
-        }
+        try dataset.checkLabels(fitHeadOf: model.config.numClasses, head: "the head of the model")
         let shard = EvaluationShard(count: dataset.count, rank: comm.rank, worldSize: comm.size)
         var totals = [0.0, 0.0, 0.0]
         let batches = shard.batches(batchSize: batchSize)

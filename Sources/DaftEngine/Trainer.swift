@@ -234,7 +234,7 @@ public final class Trainer {
     public func prepareFineTune(referenceWeights: ParameterStore? = nil) throws {
         let m = options.method
         model.trainBatchNormMode = m.fineTuneBatchNorm
-        model.trainableFromStage = m == .freeze ? stageIndex(options.unfreezeFrom) : 0
+        model.trainableFromStage = m == .freeze ? try stageIndex(options.unfreezeFrom) : 0
         reference.store.copyValues(from: referenceWeights ?? model.store)
         let trainable: (ParameterStore.Entry) -> Bool = { [model] in model.stage(of: $0.name) >= model.trainableFromStage }
         let groups = SGD.backboneAndHead(store: model.store, lrBackbone: options.lrBackbone, lrHead: options.lrHead,
@@ -260,11 +260,21 @@ public final class Trainer {
         }
     }
 
-    /// The stage number of a name like "layer3" (1…S), or of "fc" (S+1).
-    public func stageIndex(_ name: String) -> Int {
+    /// The stage number of a `--unfreeze-from` name: "layer1"…"layerS" (1…S) or "fc" (S+1, the head alone).
+    /// Any other name is a one-line error listing the valid ones (it used to mean "train everything").
+    public func stageIndex(_ name: String) throws -> Int {
         if name == "fc" { return model.headStage }
         if name.hasPrefix("layer"), let k = Int(name.dropFirst(5)), k >= 1, k <= model.stageCount { return k }
-        return 0
+        throw ModelError("--unfreeze-from '\(name)' is not a stage of \(model.config.arch): use one of layer1…layer\(model.stageCount), fc")
+    }
+
+    /// Checks the options that name parts of the model (`--unfreeze-from` for `freeze`, the feature-prior layers),
+    /// so a bad name stops the run before BN conversion or the probe instead of at the start of fine-tuning.
+    public func checkModelNames() throws {
+        if options.method == .freeze { _ = try stageIndex(options.unfreezeFrom) }
+        if options.featurePriorLambda > 0 {
+            for name in options.featurePriorLayers { _ = try FeaturePrior.stage(named: name, config: model.config) }
+        }
     }
 
     /// Learning rates of the head and backbone groups during `epoch` (cosine annealing over epochs).

@@ -107,6 +107,17 @@ public struct NpyArray: Equatable, Sendable {
         }
     }
 
+    /// The elements as Doubles, from float64 (as is), float32 or uint8 (exact); int arrays throw.
+    public func doubles() throws -> [Double] {
+        try checkByteCount()
+        switch dtype {
+        case .float64: return ByteCoding.load(data, as: UInt64.self).map(Double.init(bitPattern:))
+        case .float32: return ByteCoding.load(data, as: UInt32.self).map { Double(Float(bitPattern: $0)) }
+        case .uint8: return data.map(Double.init)
+        default: throw conversionError("Double", accepted: "<f8, <f4 or |u1")
+        }
+    }
+
     /// The elements as Int64s, from int64, int32 or uint8 (all exact); float arrays throw.
     public func int64s() throws -> [Int64] {
         try checkByteCount()

@@ -1,4 +1,5 @@
-// daft-transport: all-reduce micro-benchmark and the MPI scenarios the transport tests run under mpirun.
+// daft-transport: all-reduce micro-benchmark, the MPI scenarios the transport tests run under mpirun, and the
+// checkpoint writer the checkpoint crash test kills.
 import DaftDistributed
 import Foundation
 
@@ -8,6 +9,7 @@ let usage = """
 usage: daft-transport bench-allreduce [--min-bytes N] [--max-bytes N] [--seconds S] [--arena-mb M] [--trials T]
        daft-transport scenario NAME      (NAME: \(Scenarios.names.joined(separator: ", ")), all)
        daft-transport list
+       daft-transport checkpoint-writer ROOT   (writes checkpoints into ROOT until killed; for the crash test)
 Run under mpirun for more than one rank, e.g.
   mpirun -np 2 --oversubscribe -x OPENBLAS_NUM_THREADS=1 daft-transport bench-allreduce
 """
@@ -39,6 +41,12 @@ case "scenario":
         exit(2)
     }
     Scenarios.run(arguments[1])
+case "checkpoint-writer":
+    guard arguments.count == 2 else {
+        FileHandle.standardError.write(usage.data(using: .utf8)!)
+        exit(2)
+    }
+    CheckpointWriter.run(root: arguments[1])
 case "list":
     print(Scenarios.names.joined(separator: "\n"))
 default:

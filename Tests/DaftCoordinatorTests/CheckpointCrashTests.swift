@@ -1,53 +1,29 @@
 import Foundation
 import XCTest
 @testable import DaftCoordinator
+import DaftTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Kills a process that writes checkpoints in a loop at random moments (SIGKILL) and checks that the store
-/// always has a readable, verified latest checkpoint and never a manifest naming wrong files.
+/// Kills a process that writes checkpoints in a loop (SIGKILL at random moments, and inside the file writes)
+/// and checks that the store always has a readable, verified latest checkpoint and never a manifest naming
+/// wrong files.
 ///
-/// The writer is this test binary re-run on `testWriterLoopHelper` with `DAFT_CKPT_CRASH_ROOT` set; without
-/// that variable the helper returns at once, so it passes trivially in a normal run.
+/// The writer is `daft-transport checkpoint-writer ROOT` (Sources/DaftTransportTool/CheckpointWriter.swift), a
+/// subprocess of its own: nothing in this class is a test case that passes without doing anything.
 final class CheckpointCrashTests: XCTestCase {
-    static let rootVariable = "DAFT_CKPT_CRASH_ROOT"
+    static let fileNames = ["weights.safetensors", "optimizer.bin", "trainer.json"]
 
-    /// Content of a checkpoint file, derived from the seed the writer records in `info`.
-    static func content(name: String, seed: UInt64) -> [UInt8] {
-        let size = 1000 + Int(seed % 300_000) + (name == "weights.safetensors" ? 200_000 : 0)
-        // A seeded 4 KiB pattern repeated: cheap to generate, so the writer spends its time writing.
-        let pattern = checkpointTestBytes(count: 4096, seed: seed &* 31 &+ UInt64(name.utf8.count))
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(size + pattern.count)
-        while bytes.count < size { bytes.append(contentsOf: pattern) }
-        return Array(bytes[..<size])
-    }
-
-    /// The child's body: write checkpoints forever (keep 2 plus best), sometimes rewriting the last step.
-    func testWriterLoopHelper() throws {
-        guard let rootPath = ProcessInfo.processInfo.environment[CheckpointCrashTests.rootVariable] else { return }
-        let store = CheckpointStore(root: URL(fileURLWithPath: rootPath), keep: 2)
-        var step = (store.latestValid()?.step ?? 0) + 1
-        var generation = UInt64(getpid()) << 20
-        while true {
-            generation += 1
-            let seed = generation &* 0x9E37_79B9_7F4A_7C15
-            let names = ["weights.safetensors", "optimizer.bin", "trainer.json"]
-            var files: [String: [UInt8]] = [:]
-            for name in names { files[name] = CheckpointCrashTests.content(name: name, seed: seed) }
-            let metric = Double(seed % 1000) / 1000
-            try store.write(step: step, files: files, info: ["seed": String(seed)], isBest: seed % 3 == 0,
-                            metric: metric)
-            if generation % 4 != 0 { step += 1 } // every 4th write is rewritten at the same step
+    /// Nil when `bytes` is the 8-byte word the writer recorded for the file (in hex), repeated; else what is wrong.
+    static func contentProblem(_ bytes: [UInt8], recordedWord hex: String?) -> String? {
+        guard let hex, let word = UInt64(hex, radix: 16) else { return "the manifest records no word for it" }
+        guard !bytes.isEmpty, bytes.count % 8 == 0 else { return "\(bytes.count) bytes is not a positive multiple of 8" }
+        let expected = withUnsafeBytes(of: word.littleEndian) { Array($0) }
+        for offset in stride(from: 0, to: bytes.count, by: 8) where !bytes[offset..<(offset + 8)].elementsEqual(expected) {
+            return "bytes \(offset)..<\(offset + 8) are not the word \(hex) the manifest records"
         }
-    }
-
-    private func testExecutable() throws -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard n > 0 else { throw XCTSkip("cannot resolve /proc/self/exe") }
-        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return nil
     }
 
     private func manifestCount(_ root: URL) -> Int {
@@ -58,10 +34,27 @@ final class CheckpointCrashTests: XCTestCase {
         }.count
     }
 
+    /// The most files (manifest included, temporary names not) that a checkpoint directory being written holds:
+    /// a hidden staging directory, or a `ckpt-` directory without exactly the manifest and the three files.
+    /// nil when no write is under way.
+    private func filesOfWriteInProgress(_ root: URL) -> Int? {
+        let fm = FileManager.default
+        let complete = Set(CheckpointCrashTests.fileNames + ["manifest.json"])
+        var most: Int? = nil
+        for name in (try? fm.contentsOfDirectory(atPath: root.path)) ?? []
+            where name.hasPrefix("ckpt-") || name.hasPrefix(".ckpt-") && name.contains("staging") {
+            guard let inside = try? fm.contentsOfDirectory(atPath: root.appendingPathComponent(name).path) else { continue }
+            let visible = Set(inside.filter { !$0.hasPrefix(".") })
+            if name.hasPrefix("ckpt-") && visible == complete { continue }
+            most = max(most ?? 0, visible.count)
+        }
+        return most
+    }
+
     func testSIGKILLDuringCheckpointWritesLeavesAReadableCheckpoint() throws {
         let root = try makeCheckpointTempDir("crash")
         defer { try? FileManager.default.removeItem(at: root) }
-        let executable = try testExecutable()
+        let writer = try BuiltProducts.url("daft-transport")
         let store = CheckpointStore(root: root, keep: 2)
         var lastStep = 0
 
@@ -70,34 +63,44 @@ final class CheckpointCrashTests: XCTestCase {
         var interrupted = 0
         for round in 0..<rounds {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["DaftCoordinatorTests.CheckpointCrashTests/testWriterLoopHelper"]
-            var environment = ProcessInfo.processInfo.environment
-            environment[CheckpointCrashTests.rootVariable] = root.path
-            process.environment = environment
+            process.executableURL = writer
+            process.arguments = ["checkpoint-writer", root.path]
+            let errors = Pipe()
             process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
+            process.standardError = errors
             try process.run()
 
-            // Let it commit at least one checkpoint, then kill it at a random moment.
+            // Let it commit at least one checkpoint, then kill it: even rounds at a random moment, odd rounds
+            // inside the file writes of a checkpoint.
             let deadline = Date().addingTimeInterval(30)
             while manifestCount(root) < 1 + (round == 0 ? 1 : 0), Date() < deadline, process.isRunning {
                 usleep(2000)
             }
-            XCTAssertTrue(process.isRunning, "the writer exited early (status \(process.terminationStatus))")
-            usleep(UInt32.random(in: 0...250_000))
+            XCTAssertTrue(process.isRunning, "round \(round): the writer exited early (status \(process.terminationStatus))")
+            if round % 2 == 0 {
+                usleep(UInt32.random(in: 0...250_000))
+            } else {
+                // most of a write is hashing and retention; the files take ~3 ms of a ~50 ms cycle of the debug
+                // build (strace): aim odd rounds into the file writes, once a directory being written holds k files
+                let k = Int.random(in: 1...3)
+                let aimUntil = Date().addingTimeInterval(2)
+                while (filesOfWriteInProgress(root) ?? -1) < k, Date() < aimUntil { usleep(50) }
+            }
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
-            XCTAssertEqual(process.terminationReason, .uncaughtSignal)
+            let stderrText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            XCTAssertEqual(process.terminationReason, .uncaughtSignal, "round \(round): \(stderrText)")
+            XCTAssertEqual(process.terminationStatus, SIGKILL, "round \(round): the writer died of something else: \(stderrText)")
+            XCTAssertGreaterThanOrEqual(manifestCount(root), 1, "round \(round): no committed checkpoint at all")
 
             var reports: [String] = []
             let latest = try XCTUnwrap(store.latestValid { reports.append($0) }, "round \(round): \(reports)")
             XCTAssertGreaterThanOrEqual(latest.step, lastStep, "round \(round)")
             lastStep = latest.step
-            let seed = try XCTUnwrap(latest.info["seed"].flatMap { UInt64($0) })
-            for name in ["weights.safetensors", "optimizer.bin", "trainer.json"] {
-                XCTAssertEqual(try latest.read(name), CheckpointCrashTests.content(name: name, seed: seed),
-                               "round \(round): \(name)")
+            XCTAssertEqual(Set(latest.files.keys), Set(CheckpointCrashTests.fileNames), "round \(round)")
+            for name in CheckpointCrashTests.fileNames {
+                let problem = CheckpointCrashTests.contentProblem(try latest.read(name), recordedWord: latest.info[name])
+                XCTAssertNil(problem, "round \(round): \(latest.url.lastPathComponent)/\(name): \(problem ?? "")")
             }
             // Every directory either verifies or has no manifest at all (an uncommitted write).
             let names = (try FileManager.default.contentsOfDirectory(atPath: root.path)).filter { $0.hasPrefix("ckpt-") }

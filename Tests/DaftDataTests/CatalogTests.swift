@@ -101,6 +101,44 @@ final class CatalogTests: XCTestCase {
         assertOneLineError(try ImageDataset.loadNPY(x: x, y: y), contains: ["y.npy", "label -1"])
     }
 
+    /// NaN and ±inf in float images are one-line errors naming the file, the image and the element inside it,
+    /// raised while loading (before any step); so are finite values outside [0, 1], float64 ones beyond Float's
+    /// range reported as themselves.
+    func testNonFiniteFloatImagesAreOneLineErrorsNamingTheImage() throws {
+        let dir = try makeTempDir(self)
+        let x = dir.appendingPathComponent("x.npy"), y = dir.appendingPathComponent("y.npy")
+        try NpyArray(int64s: [0, 1, 2], shape: [3]).write(to: y)
+        var values = [Float](repeating: 0.5, count: 3 * 2 * 2 * 2)   // 3 images of 2×2×2
+        values[8 + 5] = .nan
+        try NpyArray(floats: values, shape: [3, 2, 2, 2]).write(to: x)
+        assertOneLineError(try ImageDataset.loadNPY(x: x, y: y), contains: [x.path, "nan", "image 1, element 5 (flat index 13)", "not finite"])
+        values[8 + 5] = 0.5
+        values[16] = -.infinity
+        try NpyArray(floats: values, shape: [3, 2, 2, 2]).write(to: x)
+        assertOneLineError(try ImageDataset.loadNPY(x: x, y: y), contains: [x.path, "-inf", "image 2, element 0", "not finite"])
+        var doubles = [Double](repeating: 0.25, count: 3 * 4)         // 3 images of 2×2 (N×H×W)
+        doubles[3] = .infinity
+        try NpyArray(doubles: doubles, shape: [3, 2, 2]).write(to: x)
+        assertOneLineError(try ImageDataset.loadNPY(x: x, y: y), contains: [x.path, "inf", "image 0, element 3", "not finite"])
+        doubles[3] = 1e300
+        try NpyArray(doubles: doubles, shape: [3, 2, 2]).write(to: x)
+        assertOneLineError(try ImageDataset.loadNPY(x: x, y: y), contains: [x.path, "1e+300", "image 0, element 3", "outside [0, 1]"])
+        doubles[3] = 1
+        try NpyArray(doubles: doubles, shape: [3, 2, 2]).write(to: x)
+        XCTAssertEqual(try ImageDataset.loadNPY(x: x, y: y).pixels, doubles.map { $0 == 1 ? 255 : 64 })
+    }
+
+    /// A label the model head does not have is a one-line error naming the data set and the sample's index.
+    func testLabelsOutsideTheHeadNameTheIndex() throws {
+        let d = try ImageDataset(name: "npy:/d/x.npy,/d/y.npy", channels: 1, height: 1, width: 1, numClasses: 10,
+                                 pixels: [0, 0, 0, 0], labels: [3, 4, 9, 7])
+        try d.checkLabels(fitHeadOf: 10, head: "the head of the model")
+        assertOneLineError(try d.checkLabels(fitHeadOf: 5, head: "the head of the model"),
+                           contains: ["/d/y.npy", "label 9 at index 2", "the head of the model, which has 5 classes (0...4)"])
+        assertOneLineError(try d.checkLabels(fitHeadOf: 9, head: "the head"), contains: ["label 9 at index 2"])
+        try d.checkLabels(fitHeadOf: 10, head: "the head")
+    }
+
     func testRealDomainExportRoundTrip() throws {
         try XCTSkipUnless(fashionMNISTAvailable, "Fashion-MNIST not installed")
         let dir = try makeTempDir(self)

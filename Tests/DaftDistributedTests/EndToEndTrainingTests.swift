@@ -4,26 +4,38 @@ import DaftInterop
 
 /// Heavy end-to-end runs of the `daft` executable under real `mpirun` (tiny data, narrow ResNet-20):
 /// N ranks equal 1 rank, in-process equals `mpirun -np 1`, SIGKILL + resume is bit-identical,
-/// resume across a phase boundary and onto more ranks, BN conversion on 2 ranks equals 1 rank, and
-/// every method runs under `mpirun -np 2`.
+/// resume across a phase boundary and onto more ranks, BN conversion on 2 ranks equals 1 rank, every
+/// method under `mpirun -np 2` does what it is (conversion, zero head, frozen parts), and bad input or bad
+/// data is one line on stderr before any step.
 final class EndToEndTrainingTests: XCTestCase {
     static var work: URL!
     static var dataX = "", dataY = ""
     static var pretrained = ""
+    /// Why the shared inputs could not be made; every test then fails with it (`setUpWithError`).
+    static var setUpFailure: Error?
 
     /// Small shared inputs: 100 target images exported as NPY, and a narrow pretrained model.
     override class func setUp() {
         super.setUp()
         work = FileManager.default.temporaryDirectory.appendingPathComponent("daft-e2e-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        let data = work.appendingPathComponent("data")
-        _ = try? EndToEndTrainingTests.daft(["data", "export", "--data", "fashion-mnist:target-train@id", "--limit", "100", "--out", data.path])
+        let data = work.appendingPathComponent("data"), pre = work.appendingPathComponent("pre")
         dataX = data.appendingPathComponent("x.npy").path
         dataY = data.appendingPathComponent("y.npy").path
-        let pre = work.appendingPathComponent("pre")
-        _ = try? EndToEndTrainingTests.daft(["pretrain", "--arch", "resnet20", "--widths", "4,8,16", "--data", "fashion-mnist:source", "--limit", "256", "--mean", "0.2860", "--std", "0.3530",
-                                             "--batch-size", "32", "--max-steps", "8", "--epochs", "1", "--lr", "0.05", "--out", pre.path])
         pretrained = pre.appendingPathComponent("final.safetensors").path
+        do {
+            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+            try EndToEndTrainingTests.daft(["data", "export", "--data", "fashion-mnist:target-train@id", "--limit", "100", "--out", data.path])
+            try EndToEndTrainingTests.daft(["pretrain", "--arch", "resnet20", "--widths", "4,8,16", "--data", "fashion-mnist:source", "--limit", "256",
+                                            "--mean", "0.2860", "--std", "0.3530", "--batch-size", "32", "--max-steps", "8", "--epochs", "1", "--lr", "0.05", "--out", pre.path])
+        } catch {
+            setUpFailure = error
+        }
+    }
+
+    /// A failed class set-up fails each test with its reason (instead of every test failing on a missing file).
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        if let failure = Self.setUpFailure { throw failure }
     }
 
     override class func tearDown() {
@@ -53,6 +65,7 @@ final class EndToEndTrainingTests: XCTestCase {
     }
 
     /// Runs `daft` and fails the test with its output when it does not exit 0.
+    @discardableResult
     func run(_ args: [String], ranks: Int? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> Harness.Result {
         let r = try Self.launch(args, ranks: ranks, timeout: 600)
         XCTAssertEqual(r.status, 0, "daft \(args.joined(separator: " ")) (ranks \(ranks ?? 0)) failed:\n\(r.stdout.suffix(2000))\n\(r.stderr.suffix(2000))", file: file, line: line)
@@ -215,42 +228,125 @@ final class EndToEndTrainingTests: XCTestCase {
         XCTAssertLessThan(d, 1e-4, "incremental head differs from the joint head by \(d)")
     }
 
-    /// Bad input: one line on stderr naming the file or flag and what is wrong, non-zero exit, no crash.
+    /// Bad input: one line on stderr naming the file or flag and what is wrong, non-zero exit, no crash; bad data
+    /// (a NaN pixel, a label the head does not have) is caught before any step.
     func testEndToEndBadInputGivesOneLineErrors() throws {
         let bin = try Harness.binary("daft").path
         let data = "npy:\(Self.dataX),\(Self.dataY)"
-        let cases: [([String], String)] = [
-            (["finetune", "--init", "/nonexistent/w.safetensors", "--data", data, "--out", dir("bad1")], "/nonexistent/w.safetensors"),
-            (["finetune", "--method", "magic", "--init", Self.pretrained, "--data", data], "unknown --method 'magic'"),
-            (["finetune", "--init", Self.dataX, "--data", data, "--out", dir("bad2")], Self.dataX),
-            (["finetune", "--init", Self.pretrained, "--data", "npy:/nonexistent/x.npy,/nonexistent/y.npy"], "/nonexistent/x.npy"),
-            (["finetune", "--init", Self.pretrained, "--data", "fashion-mnist:nosuchsplit"], "nosuchsplit"),
-            (["evaluate", "--weights", Self.pretrained, "--data", data, "--limit", "10"], ""),   // fine: control case
-            (["bench", "--arch", "resnet99"], "unknown --arch 'resnet99'"),
+        // the same 100 images as float32 in [0, 1], with a NaN in image 7
+        let nanX = dir("bad-nan-x.npy")
+        var pixels = try NpyArray.read(URL(fileURLWithPath: Self.dataX)).uint8s().map { Float($0) / 255 }
+        pixels[7 * 784 + 100] = .nan
+        try NpyArray(floats: pixels, shape: [100, 1, 28, 28]).write(to: URL(fileURLWithPath: nanX))
+        // a model whose head has 5 classes, and the first of the data's labels it does not have
+        let fiveClasses = dir("bad-five-classes.safetensors")
+        var pre = try tensors(Self.pretrained)
+        let features = pre.tensors["fc.weight"]!.shape[1]
+        pre.tensors["fc.weight"] = SafeTensor(floats: Array(try pre.tensors["fc.weight"]!.floats()[..<(5 * features)]), shape: [5, features])
+        pre.tensors["fc.bias"] = SafeTensor(floats: Array(try pre.tensors["fc.bias"]!.floats()[..<5]), shape: [5])
+        pre.metadata["num_classes"] = "5"
+        try pre.write(to: URL(fileURLWithPath: fiveClasses))
+        let labels = try NpyArray.read(URL(fileURLWithPath: Self.dataY)).int64s()
+        let outside = try XCTUnwrap(labels.firstIndex { $0 >= 5 })
+        let outsideHead = ["\(Self.dataY): label \(labels[outside]) at index \(outside) is outside the head of the model", "5 classes"]
+
+        let aStep = ["--batch-size", "16", "--max-steps", "1"]   // without the check, these runs would reach a step
+        let cases: [([String], [String])] = [
+            (["finetune", "--init", "/nonexistent/w.safetensors", "--data", data, "--out", dir("bad1")], ["/nonexistent/w.safetensors"]),
+            (["finetune", "--method", "magic", "--init", Self.pretrained, "--data", data], ["unknown --method 'magic'"]),
+            (["finetune", "--init", Self.dataX, "--data", data, "--out", dir("bad2")], [Self.dataX]),
+            (["finetune", "--init", Self.pretrained, "--data", "npy:/nonexistent/x.npy,/nonexistent/y.npy"], ["/nonexistent/x.npy"]),
+            (["finetune", "--init", Self.pretrained, "--data", "fashion-mnist:nosuchsplit"], ["nosuchsplit"]),
+            (["bench", "--arch", "resnet99"], ["unknown --arch 'resnet99'"]),
+            // an unknown stage used to train everything silently
+            (["finetune", "--method", "freeze", "--unfreeze-from", "layer9", "--init", Self.pretrained, "--data", data, "--val-data", data,
+              "--out", dir("bad-stage")] + aStep, ["--unfreeze-from 'layer9'", "layer1…layer3, fc"]),
+            // NaN in float NPY images: the file, the image and the element
+            (["finetune", "--init", Self.pretrained, "--data", "npy:\(nanX),\(Self.dataY)", "--out", dir("bad-nan")] + aStep,
+             [nanX, "image 7, element 100", "not finite"]),
+            // labels outside the head: a new head of --num-classes 5, and a kept head of 5 classes (evaluate)
+            (["finetune", "--method", "ft", "--num-classes", "5", "--init", Self.pretrained, "--data", data, "--out", dir("bad-classes")] + aStep,
+             outsideHead),
+            (["evaluate", "--weights", fiveClasses, "--data", data], outsideHead),
         ]
-        for (args, needle) in cases {
+        for (args, needles) in cases {
             let r = try Harness.run(bin, args, environment: [:], timeout: 120)
-            if needle.isEmpty { XCTAssertEqual(r.status, 0, r.stderr); continue }
             XCTAssertNotEqual(r.status, 0, "\(args) should fail")
             let lines = r.stderr.split(separator: "\n").filter { !$0.isEmpty }
             XCTAssertEqual(lines.count, 1, "\(args): expected one line, got:\n\(r.stderr)")
-            XCTAssertTrue(r.stderr.contains(needle), "\(args): '\(needle)' not in: \(r.stderr)")
+            for needle in needles { XCTAssertTrue(r.stderr.contains(needle), "\(args): '\(needle)' not in: \(r.stderr)") }
+            for work in ["convert-bn:", "probe", "epoch 0 step", "checkpoint:"] {   // nothing ran before the error
+                XCTAssertFalse(r.stdout.contains(work), "\(args): '\(work)' before failing:\n\(r.stdout)")
+            }
         }
-        // a model whose head has fewer classes than the data's labels
-        let r = try Harness.run(bin, ["evaluate", "--weights", Self.pretrained, "--data", "npy:\(Self.dataX),\(Self.dataY)"], environment: [:], timeout: 120)
+        // the control: the 5-class head evaluates the samples whose labels it has
+        let kept = labels.indices.filter { labels[$0] < 5 }
+        let images = try NpyArray.read(URL(fileURLWithPath: Self.dataX)).uint8s()
+        try NpyArray(uint8s: kept.flatMap { images[($0 * 784)..<(($0 + 1) * 784)] }, shape: [kept.count, 1, 28, 28])
+            .write(to: URL(fileURLWithPath: dir("five-x.npy")))
+        try NpyArray(int64s: kept.map { labels[$0] }, shape: [kept.count]).write(to: URL(fileURLWithPath: dir("five-y.npy")))
+        let r = try Harness.run(bin, ["evaluate", "--weights", fiveClasses, "--data", "npy:\(dir("five-x.npy")),\(dir("five-y.npy"))", "--json"],
+                                environment: [:], timeout: 120)
         XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("\"count\":\(kept.count)"), r.stdout)
     }
 
-    /// Every method (and the ablations) runs end to end under mpirun -np 2 on a tiny subset.
+    /// Every method (and the ablations) runs end to end under mpirun -np 2 on a tiny subset, and its outputs show
+    /// what the method is. `reference.safetensors` of the newest checkpoint is the model fine-tuning started from
+    /// (after conversion and probe), `final.safetensors` where it ended:
+    /// - BN conversion (daft, lp-ft+conversion, conversion-only): every running mean and variance of the start
+    ///   differs from the pretrained file's; every other method starts from the pretrained statistics bit for bit;
+    /// - zero head (daft, conversion-only, fast-head-only): the start's fc.weight and fc.bias are all zero; every
+    ///   other method starts from a non-zero head (nn.Linear's init, or the probe's);
+    /// - lp: every backbone tensor of the final model is the pretrained one, bit for bit;
+    /// - freeze (--unfreeze-from layer3): stem, layer1 and layer2 end bit-identical to the pretrained model, and
+    ///   layer3 moves;
+    /// - every other method moves the stem convolution, and moves the BN running statistics except LP-FT, whose
+    ///   BN stays in evaluation behaviour (its final statistics are the pretrained ones).
     func testEndToEndEveryMethodUnderTwoRanks() throws {
+        let pretrained = try tensors(Self.pretrained)
+        let runningStatistics = pretrained.tensors.keys.filter { $0.hasSuffix(".running_mean") || $0.hasSuffix(".running_var") }.sorted()
+        XCTAssertGreaterThan(runningStatistics.count, 10)
+        let converting: Set<String> = ["daft", "lp-ft+conversion", "conversion-only"]
+        let zeroHead: Set<String> = ["daft", "conversion-only", "fast-head-only"]
         let runs: [(String, [String])] = ["ft", "lp", "lp-ft", "daft", "lp-ft+conversion", "conversion-only", "fast-head-only", "freeze"].map { ($0, []) }
             + [("daft", ["--prior", "l2sp+feature", "--prior-layers", "layer2,penultimate"]), ("lp-ft", ["--lp-solver", "ridge"])]
         for (m, extra) in runs {
+            let out = dir("m-\(m)\(extra.count)"), what = "\(m) \(extra)"
             let r = try run(["finetune", "--method", m] + extra + ["--init", Self.pretrained, "--data", "npy:\(Self.dataX),\(Self.dataY)",
                              "--val-data", "npy:\(Self.dataX),\(Self.dataY)", "--ood", "same=npy:\(Self.dataX),\(Self.dataY)",
-                             "--batch-size", "16", "--max-steps", "3", "--epochs", "1", "--lr", "0.001", "--out", dir("m-\(m)\(extra.count)")], ranks: 2)
-            XCTAssertTrue(r.stdout.contains("summary: method \(m)"), "\(m) \(extra): \(r.stdout.suffix(500))")
-            XCTAssertTrue(FileManager.default.fileExists(atPath: dir("m-\(m)\(extra.count)") + "/results.json"))
+                             "--batch-size", "16", "--max-steps", "3", "--epochs", "1", "--lr", "0.001", "--out", out], ranks: 2)
+            XCTAssertTrue(r.stdout.contains("summary: method \(m)"), "\(what): \(r.stdout.suffix(500))")
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/results.json"), what)
+            let start = try tensors(try newestCheckpoint(out) + "/reference.safetensors")
+            let final = try tensors(out + "/final.safetensors")
+            func floats(_ file: SafeTensorsFile, _ name: String) throws -> [Float] {
+                try XCTUnwrap(file.tensors[name], "\(what): no tensor \(name)").floats()
+            }
+
+            for name in runningStatistics {
+                let unchanged = try floats(start, name) == floats(pretrained, name)
+                XCTAssertEqual(unchanged, !converting.contains(m),
+                               "\(what): \(name) at the start of fine-tuning is \(unchanged ? "the pretrained one" : "not the pretrained one")")
+            }
+            let head = try floats(start, "fc.weight") + floats(start, "fc.bias")
+            XCTAssertEqual(head.allSatisfy { $0 == 0 }, zeroHead.contains(m), "\(what): head at the start of fine-tuning")
+
+            let backbone = pretrained.tensors.keys.filter { !$0.hasPrefix("fc.") }.sorted()
+            switch m {
+            case "lp":
+                for name in backbone { XCTAssertEqual(final.tensors[name], pretrained.tensors[name], "\(what): LP changed backbone tensor \(name)") }
+            case "freeze":
+                for name in backbone {
+                    let frozen = name.hasPrefix("conv1.") || name.hasPrefix("bn1.") || name.hasPrefix("layer1.") || name.hasPrefix("layer2.")
+                    if frozen { XCTAssertEqual(final.tensors[name], pretrained.tensors[name], "\(what): frozen \(name) changed") }
+                }
+                XCTAssertNotEqual(try floats(final, "layer3.0.conv1.weight"), try floats(pretrained, "layer3.0.conv1.weight"), "\(what): layer3 did not train")
+            default:
+                XCTAssertNotEqual(try floats(final, "conv1.weight"), try floats(start, "conv1.weight"), "\(what): the backbone did not train")
+                let statisticsMoved = try runningStatistics.contains { try floats(final, $0) != floats(start, $0) }
+                XCTAssertEqual(statisticsMoved, m != "lp-ft", "\(what): BN running statistics \(statisticsMoved ? "moved" : "stayed") while fine-tuning")
+            }
         }
     }
 }

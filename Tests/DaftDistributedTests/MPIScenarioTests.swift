@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import DaftInterop
+import DaftTestSupport
 
 /// Runs `daft-transport scenario NAME` under real `mpirun` (2 and 3 ranks, --oversubscribe).
 final class MPIScenarioTests: XCTestCase {
@@ -181,30 +182,9 @@ enum Harness {
     /// The built `daft-transport`, next to the test bundle.
     static func transportBinary() throws -> URL { try binary("daft-transport") }
 
-    /// A product built with the tests (`daft`, `daft-transport`): from `DAFT_BIN_DIR` when set (the test command
-    /// points it at the release build, so the heavy end-to-end runs use the optimised binary), else next to the
-    /// test bundle.
-    static func binary(_ name: String) throws -> URL {
-        if let dir = ProcessInfo.processInfo.environment["DAFT_BIN_DIR"], !dir.isEmpty {
-            let url = URL(fileURLWithPath: dir).appendingPathComponent(name)
-            guard FileManager.default.isExecutableFile(atPath: url.path) else {
-                XCTFail("DAFT_BIN_DIR=\(dir) has no executable \(name); build it (swift build -c release) or unset DAFT_BIN_DIR")
-                throw XCTSkip("\(name) missing")
-            }
-            return url
-        }
-        var dirs: [URL] = [Bundle.main.bundleURL, Bundle(for: BundleAnchor.self).bundleURL.deletingLastPathComponent()]
-        if let exe = Bundle.main.executableURL { dirs.append(exe.deletingLastPathComponent()) }
-        dirs.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
-        for d in dirs {
-            for candidate in [d, d.deletingLastPathComponent()] {
-                let url = candidate.appendingPathComponent(name)
-                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-            }
-        }
-        XCTFail("\(name) not found next to the test bundle (searched \(dirs.map(\.path))); build the whole package first")
-        throw XCTSkip("\(name) missing")
-    }
+    /// A product built with the tests (`daft`, `daft-transport`): `DAFT_BIN_DIR` (the release build) or next to
+    /// the test bundle.
+    static func binary(_ name: String) throws -> URL { try BuiltProducts.url(name) }
 
     static func mpirun(_ scenario: String, ranks: Int, environment: [String: String] = [:], timeout: Double) throws -> Result {
         let mpirun = try mpirunPath()
@@ -262,5 +242,3 @@ enum Harness {
         text.split(separator: "\n").map(String.init).filter { line in prefixes.contains { line.hasPrefix($0) } }
     }
 }
-
-private final class BundleAnchor {}

@@ -70,8 +70,17 @@ final class SingleProcessTests: XCTestCase {
         try a.withUnsafeBufferPointer { try ConsistencyCheck.verify(SingleProcessCommunicator(), parameters: $0, step: 3) }
     }
 
+    /// Every form `DAFT_STALL_TIMEOUT` takes, independent of the environment the test runs in.
     func testStallTimeoutParsing() {
-        // Whatever the environment says, parsing yields nil or a positive number.
-        if let t = MPICommunicator.timeoutFromEnvironment() { XCTAssertGreaterThan(t, 0) }
+        XCTAssertEqual(MPICommunicator.stallTimeout(parsing: nil), 600)        // unset: the default
+        XCTAssertEqual(MPICommunicator.stallTimeout(parsing: "2"), 2)
+        XCTAssertEqual(MPICommunicator.stallTimeout(parsing: " 2.5 "), 2.5)
+        XCTAssertEqual(MPICommunicator.stallTimeout(parsing: "300"), 300)
+        for off in ["0", "-3", "off", "OFF", "none", " None "] {
+            XCTAssertNil(MPICommunicator.stallTimeout(parsing: off), "'\(off)' must disable the watchdog")
+        }
+        XCTAssertEqual(MPICommunicator.stallTimeout(parsing: "soon"), 600)     // not a number: warned, default
+        XCTAssertEqual(MPICommunicator.stallTimeout(parsing: ""), 600)
+        XCTAssertEqual(MPICommunicator.stallTimeout(parsing: "nan"), 600)     // Double("nan") parses, but is no timeout
     }
 }

@@ -34,6 +34,10 @@ final class NpyTests: XCTestCase {
         XCTAssertEqual(try u8.int64s(), [0, 7, 255])
         XCTAssertEqual(try NpyArray(int32s: [-3], shape: [1]).int64s(), [-3])
         XCTAssertEqual(try NpyArray(doubles: [0.1], shape: [1]).floats(), [Float(0.1)])
+        XCTAssertEqual(try NpyArray(doubles: [0.1, 1e300, -.infinity], shape: [3]).doubles(), [0.1, 1e300, -.infinity])
+        XCTAssertEqual(try NpyArray(floats: [0.1, .infinity], shape: [2]).doubles(), [Double(Float(0.1)), .infinity])
+        XCTAssertEqual(try u8.doubles(), [0, 7, 255])
+        assertInteropError(["<i4", "Double"]) { _ = try NpyArray(int32s: [1], shape: [1]).doubles() }
         XCTAssertEqual(NpyArray(floats: [], shape: [2, 0]).elementCount, 0)
         assertInteropError(["<f4", "UInt8"]) { _ = try NpyArray(floats: [1], shape: [1]).uint8s() }
         assertInteropError(["<f8", "Int64"]) { _ = try NpyArray(doubles: [1], shape: [1]).int64s() }
