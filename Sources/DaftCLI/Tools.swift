@@ -50,9 +50,6 @@ struct Evaluate: ParsableCommand {
         let (model, file) = try loadModel(weights)
         let norm = try preprocessing.normalization(config: model.config, metadata: file.metadata, source: weights)
         let d = try Runtime.dataset(data, limit: limit, for: model.config, input: preprocessing)
-        guard d.numClasses <= model.config.numClasses else {
-            throw CLIError("\(data): labels go up to \(d.numClasses - 1), \(weights) has \(model.config.numClasses) classes")
-        }
         let r = try Evaluation.evaluate(model: model, dataset: d, normalization: norm, batchSize: batchSize, communicator: comm)
         guard comm.rank == 0 else { return }
         print(String(format: "%@ on %@: accuracy %.4f  loss %.4f  (%d samples, %d rank(s))", weights, data, r.accuracy, r.loss, r.count, comm.size))
