@@ -73,9 +73,12 @@ let package = Package(
         .target(name: "DaftEngine", dependencies: ["DaftModels", "DaftData", "DaftDistributed", "DaftKernels", "DaftInterop", "CBLAS"]),
         // coordinator: phases, checkpoints, resume.
         .target(name: "DaftCoordinator", dependencies: ["DaftEngine", "DaftModels", "DaftData", "DaftDistributed", "DaftInterop"]),
+        // report: `daft report`'s HTML page with inline SVG charts from run directories (Foundation only; a library
+        // so its tests render pages in-process in milliseconds).
+        .target(name: "DaftReport"),
         // CLI: the `daft` executable.
         .executableTarget(name: "DaftCLI", dependencies: [
-            "DaftCoordinator", "DaftEngine", "DaftModels", "DaftData", "DaftDistributed", "DaftInterop", "DaftKernels",
+            "DaftCoordinator", "DaftEngine", "DaftModels", "DaftData", "DaftDistributed", "DaftInterop", "DaftKernels", "DaftReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -94,6 +97,7 @@ let package = Package(
         .testTarget(name: "DaftDataTests", dependencies: ["DaftData", "DaftInterop", "DaftTestSupport"]),
         .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine", "DaftTestSupport"]),
         .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator", "DaftTestSupport"]),
+        .testTarget(name: "DaftReportTests", dependencies: ["DaftReport"]),
     ],
     swiftLanguageModes: [.v5]
 )

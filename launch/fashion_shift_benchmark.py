@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The fashion-shift method comparison (method.md §9): tunes each method's learning rates on ID validation
-(seed 0), reruns the chosen setting with seeds 1 and 2, and writes docs/results.md (mean ± std over 3 seeds).
+(seed 0), reruns the chosen setting with seeds 1 and 2, writes docs/results.md (mean ± std over 3 seeds) and,
+with `daft report`, an HTML page of the chosen settings' runs (OUT/report.html: method table, ID vs mean-OOD
+scatter, every run's curves, shifts, distortion histogram and parameter change).
 
-    python3 launch/fashion_shift_benchmark.py [--daft PATH] [--ranks 2] [--epochs 3] [--eval-limit 2000]
+    python3 launch/fashion_shift_benchmark.py [--daft PATH] [--ranks 2] [--epochs 3] [--eval-limit 2000] [--html FILE]
 
 Standard library only. Every run is `daft finetune` under `launch/local.sh -n RANKS`; its results.json
 (written by rank 0) is the only thing read back. Model selection uses ID validation accuracy only.
@@ -31,9 +33,13 @@ METHODS = [
 ]
 
 
-def run(args, name, method, extra, lrs, seed):
+def run_dir(args, method, extra, lrs, seed):
     tag = "_".join(a.lstrip("-") for a in extra + lrs) or "default"
-    out = os.path.join(args.out, f"{method}-{tag}-s{seed}")
+    return os.path.join(args.out, f"{method}-{tag}-s{seed}")
+
+
+def run(args, name, method, extra, lrs, seed):
+    out = run_dir(args, method, extra, lrs, seed)
     res = os.path.join(out, "results.json")
     if not os.path.exists(res):
         cmd = ["bash", os.path.join(ROOT, "launch/local.sh"), "-n", str(args.ranks), "--", args.daft, "finetune",
@@ -72,10 +78,13 @@ def main():
     ap.add_argument("--eval-limit", type=int, default=1000)
     ap.add_argument("--out", default=os.path.join(ROOT, "runs/fashion-shift"))
     ap.add_argument("--report", default=os.path.join(ROOT, "docs/results.md"))
+    ap.add_argument("--html", help="the daft report page of the chosen settings' runs (default OUT/report.html)")
     args = ap.parse_args()
+    args.html = args.html or os.path.join(args.out, "report.html")
     os.makedirs(args.out, exist_ok=True)
     rows = []
     chosen = {}
+    reported = []  # run directories of each method's chosen setting, every seed
     for name, method, extra, grid in METHODS:
         if callable(grid):
             try:
@@ -92,7 +101,24 @@ def main():
         chosen[name] = [a for a in best_lrs if not a.startswith("--prior")] if name == "DAFT" else best_lrs
         results = [best] + [r for r in (run(args, name, method, extra, best_lrs, s) for s in (1, 2)) if r]
         rows.append((name, " ".join(extra + best_lrs) or "(no lr)", results, [(l, r.get("valAccuracy")) for l, r in tuned]))
+        reported += [d for d in (run_dir(args, method, extra, best_lrs, s) for s in (0, 1, 2))
+                     if d not in reported and os.path.exists(os.path.join(d, "results.json"))]
+    write_html(args, reported)
     write_report(args, rows)
+
+
+def write_html(args, dirs):
+    """The results page of the runs: `daft report` over every chosen setting's seeds."""
+    if not dirs:
+        args.html = None
+        return
+    cmd = [args.daft, "report", *dirs, "--out", args.html, "--title", "Fashion-shift benchmark: the chosen settings' runs"]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        print(f"daft report failed ({p.returncode}): {p.stdout.strip()}", flush=True)
+        args.html = None
+    else:
+        print(p.stdout.strip(), flush=True)
 
 
 def write_report(args, rows):
@@ -106,7 +132,11 @@ def write_report(args, rows):
          f"(first {args.eval_limit} test images of each).",
          "- Accuracies in %, mean ± std over 3 seeds. Distortion: penultimate-feature L2 distance and cosine similarity "
          "between the selected model and the model at the start of fine-tuning (after conversion / probe), on ID test.",
-         "- Wall time: whole run on a 2-core machine shared with other work (noisy).", "",
+         "- Wall time: whole run on a 2-core machine shared with other work (noisy)."]
+    if args.html:
+        L += ["- Every run of the chosen settings (curves, per-shift accuracy, feature-distortion histogram, parameter change): "
+              f"`daft report` page `{os.path.relpath(args.html, ROOT)}` (not committed; rerun the script to make it)."]
+    L += ["",
          "| method | setting | ID val | ID test | " + " | ".join(OOD) + " | mean OOD | feature L2 | cosine | wall s |",
          "|" + "---|" * (8 + len(OOD)) ]
     for row in rows:
