@@ -7,6 +7,7 @@ import DaftInterop
 import DaftEngine
 import DaftDistributed
 import DaftCoordinator
+import DaftCommandLine
 
 /// Prints one JSON object on the last line of stdout (for scripts).
 func printJSON(_ object: [String: Any]) throws {
@@ -44,6 +45,7 @@ struct Evaluate: ParsableCommand {
     @Flag var json = false
     @OptionGroup var preprocessing: PreprocessingFlags
     @Option(help: "Config file (TOML or YAML)") var config: String?
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         let comm = Runtime.communicator(threads: threads)
@@ -74,6 +76,7 @@ struct ConvertBN: ParsableCommand {
     @Option var threads: Int?
     @OptionGroup var preprocessing: PreprocessingFlags
     @Option(help: "Config file (TOML or YAML)") var config: String?
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         let comm = Runtime.communicator(threads: threads)
@@ -90,7 +93,7 @@ struct ConvertBN: ParsableCommand {
             meta["daft_converted_on"] = data
             meta["daft_conversion_batch"] = String(batchSize)
             try StateDict.file(model, extraMetadata: meta).write(to: URL(fileURLWithPath: out))
-            print("convert-bn: \(model.batchNorms.count) BN layers rewritten from \(stats.batches) global batches of \(batchSize) on \(data) -> \(out)")
+            logging.logger.info("convert-bn: \(model.batchNorms.count) BN layers rewritten from \(stats.batches) global batches of \(batchSize) on \(data) -> \(out)")
         }
     }
 }
@@ -100,6 +103,7 @@ struct Inspect: ParsableCommand {
     @Argument(help: "safetensors file or checkpoint directory") var file: String?
     @Option(help: "The same as the argument") var weights: String?
     @Flag var json = false
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         guard let path = weights ?? file else { throw CLIError("inspect: give a safetensors file or checkpoint directory (argument or --weights)") }
@@ -159,6 +163,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed steps (after 3 warm-up steps)") var steps = 20
     @Option(name: .customLong("num-classes")) var numClasses = 10
     @Flag var json = false
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         BLASThreads.set(threads)
@@ -192,6 +197,7 @@ struct DataCommand: ParsableCommand {
 
 struct DataList: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "The named domains and splits.")
+    @OptionGroup var logging: LoggingFlags
     func run() throws { for line in DataCatalog.listing { print(line) } }
 }
 
@@ -200,11 +206,12 @@ struct DataExport: ParsableCommand {
     @Option var data: String
     @Option(help: "Output directory") var out: String
     @Option var limit: Int?
+    @OptionGroup var logging: LoggingFlags
     func run() throws {
         let d = try Runtime.dataset(data, limit: limit)
         let dir = URL(fileURLWithPath: out)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try d.exportNPY(x: dir.appendingPathComponent("x.npy"), y: dir.appendingPathComponent("y.npy"))
-        print("wrote \(d.count) samples of \(data) to \(dir.path)/x.npy, y.npy")
+        logging.logger.info("wrote \(d.count) samples of \(data) to \(dir.path)/x.npy, y.npy")
     }
 }
