@@ -36,6 +36,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", .upToNextMajor(from: "3.12.3")),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries from Debian -dev packages.
@@ -71,15 +75,29 @@ let package = Package(
         .target(name: "DaftData", dependencies: ["DaftInterop", "CZlib", "CImageShim"]),
         // DAFT engine: BN conversion, methods, priors, ridge head, evaluation, the training step.
         .target(name: "DaftEngine", dependencies: ["DaftModels", "DaftData", "DaftDistributed", "DaftKernels", "DaftInterop", "CBLAS"]),
-        // coordinator: phases, checkpoints, resume.
-        .target(name: "DaftCoordinator", dependencies: ["DaftEngine", "DaftModels", "DaftData", "DaftDistributed", "DaftInterop"]),
+        // coordinator: phases, checkpoints (SHA-256 through swift-crypto), resume.
+        .target(name: "DaftCoordinator", dependencies: [
+            "DaftEngine", "DaftModels", "DaftData", "DaftDistributed", "DaftInterop",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // command line support: --config files (TOMLKit, Yams) checked against the command's flags and merged into
+        // them, --log-level and the rank-aware swift-log handler. A library so its tests need no `daft` binary.
+        .target(name: "DaftCommandLine", dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
         // report: `daft report`'s HTML page with inline SVG charts from run directories (Foundation only; a library
         // so its tests render pages in-process in milliseconds).
         .target(name: "DaftReport"),
         // CLI: the `daft` executable.
         .executableTarget(name: "DaftCLI", dependencies: [
-            "DaftCoordinator", "DaftEngine", "DaftModels", "DaftData", "DaftDistributed", "DaftInterop", "DaftKernels", "DaftReport",
+            "DaftCoordinator", "DaftEngine", "DaftModels", "DaftData", "DaftDistributed", "DaftInterop", "DaftKernels",
+            "DaftCommandLine", "DaftReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         // transport tool: all-reduce micro-benchmark, the MPI scenarios the transport tests run under mpirun, and
@@ -98,6 +116,11 @@ let package = Package(
         .testTarget(name: "DaftEngineTests", dependencies: ["DaftEngine", "DaftTestSupport"]),
         .testTarget(name: "DaftCoordinatorTests", dependencies: ["DaftCoordinator", "DaftTestSupport"]),
         .testTarget(name: "DaftReportTests", dependencies: ["DaftReport"]),
+        .testTarget(name: "DaftCommandLineTests", dependencies: [
+            "DaftCommandLine",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import DaftInterop
 import DaftEngine
+import DaftCommandLine
 
 /// `daft interpolate`: WiSE-FT (method.md §10), θ_α = (1 − α)·θ_0 + α·θ_1 of two weights files.
 struct Interpolate: ParsableCommand {
@@ -12,11 +13,12 @@ struct Interpolate: ParsableCommand {
     @Option(help: "θ_1: the fine-tuned model (safetensors)") var to: String
     @Option(help: "α in [0, 1]") var alpha: Double
     @Option(help: "Output safetensors") var out: String
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         let start = try SafeTensorsFile.read(URL(fileURLWithPath: from)), end = try SafeTensorsFile.read(URL(fileURLWithPath: to))
         let mixed = try WeightInterpolation.interpolate(start: start, end: end, alpha: alpha, startSource: from, endSource: to)
         try mixed.write(to: URL(fileURLWithPath: out))
-        print("interpolate: α \(alpha) of \(from) → \(to): \(mixed.tensors.count) tensors written to \(out)")
+        logging.logger.info("interpolate: α \(alpha) of \(from) → \(to): \(mixed.tensors.count) tensors written to \(out)")
     }
 }

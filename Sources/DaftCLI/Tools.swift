@@ -7,6 +7,7 @@ import DaftInterop
 import DaftEngine
 import DaftDistributed
 import DaftCoordinator
+import DaftCommandLine
 
 /// Prints one JSON object on the last line of stdout (for scripts).
 func printJSON(_ object: [String: Any]) throws {
@@ -44,6 +45,7 @@ struct Evaluate: ParsableCommand {
     @Flag var json = false
     @OptionGroup var preprocessing: PreprocessingFlags
     @Option(help: "Config file (TOML or YAML)") var config: String?
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         let comm = Runtime.communicator(threads: threads)
@@ -71,6 +73,7 @@ struct ConvertBN: ParsableCommand {
     @Option var threads: Int?
     @OptionGroup var preprocessing: PreprocessingFlags
     @Option(help: "Config file (TOML or YAML)") var config: String?
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         let comm = Runtime.communicator(threads: threads)
@@ -87,7 +90,7 @@ struct ConvertBN: ParsableCommand {
             meta["daft_converted_on"] = data
             meta["daft_conversion_batch"] = String(batchSize)
             try StateDict.file(model, extraMetadata: meta).write(to: URL(fileURLWithPath: out))
-            print("convert-bn: \(model.batchNorms.count) BN layers rewritten from \(stats.batches) global batches of \(batchSize) on \(data) -> \(out)")
+            logging.logger.info("convert-bn: \(model.batchNorms.count) BN layers rewritten from \(stats.batches) global batches of \(batchSize) on \(data) -> \(out)")
         }
     }
 }
@@ -97,6 +100,7 @@ struct Inspect: ParsableCommand {
     @Argument(help: "safetensors file or checkpoint directory") var file: String?
     @Option(help: "The same as the argument") var weights: String?
     @Flag var json = false
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         guard let path = weights ?? file else { throw CLIError("inspect: give a safetensors file or checkpoint directory (argument or --weights)") }
@@ -158,6 +162,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Real images instead of synthetic ones, e.g. folder:DIR (decoded and augmented while the step before runs; --image-size, --workers apply)") var data: String?
     @OptionGroup var preprocessing: PreprocessingFlags
     @Flag var json = false
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         BLASThreads.set(threads)
@@ -194,6 +199,7 @@ struct DataCommand: ParsableCommand {
 
 struct DataList: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "The named domains and splits.")
+    @OptionGroup var logging: LoggingFlags
     func run() throws { for line in DataCatalog.listing { print(line) } }
 }
 
@@ -214,6 +220,7 @@ struct DataExport: ParsableCommand {
     @Option(name: .customLong("jpeg-quality"), help: "With --format folder: write JPEG files of this quality (1-100) instead of PNG")
     var jpegQuality: Int?
 
+    @OptionGroup var logging: LoggingFlags
     func run() throws {
         guard format == "npy" || format == "folder" else {
             throw CLIError("--format '\(format)': valid formats are npy, folder")
@@ -237,7 +244,7 @@ struct DataExport: ParsableCommand {
         }
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try d.exportNPY(x: dir.appendingPathComponent("x.npy"), y: dir.appendingPathComponent("y.npy"))
-        print("wrote \(d.count) samples of \(data) to \(dir.path)/x.npy, y.npy")
+        logging.logger.info("wrote \(d.count) samples of \(data) to \(dir.path)/x.npy, y.npy")
     }
 }
 

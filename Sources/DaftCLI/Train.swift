@@ -4,6 +4,7 @@ import DaftModels
 import DaftData
 import DaftEngine
 import DaftCoordinator
+import DaftCommandLine
 
 struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,6 +25,7 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("ridge-base"), help: "Ridge statistics of earlier domains (a run's ridge.safetensors) to add this domain's to") var ridgeBase: String?
     @OptionGroup var preprocessing: PreprocessingFlags
     @OptionGroup var flags: TrainingFlags
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         let priors = Set(prior.split(separator: "+").map(String.init))
@@ -57,7 +59,7 @@ struct Finetune: ParsableCommand {
         if ridgeBase != nil && (m != .lp && m != .lpFT && m != .lpFTConversion || solver != .ridge) {
             throw CLIError("--ridge-base needs --lp-solver ridge and a method with a probe (lp, lp-ft, lp-ft+conversion)")
         }
-        _ = try Coordinator(communicator: comm, options: o, inputs: inputs, print: { print($0); fflush(stdout) }).run()
+        _ = try Coordinator(communicator: comm, options: o, inputs: inputs, log: logging.logger).run()
     }
 }
 
@@ -69,6 +71,7 @@ struct Pretrain: ParsableCommand {
     @Option(name: .customLong("num-classes")) var numClasses: Int?
     @OptionGroup var preprocessing: PreprocessingFlags
     @OptionGroup var flags: TrainingFlags
+    @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         let comm = Runtime.communicator(threads: flags.threads)
@@ -97,6 +100,6 @@ struct Pretrain: ParsableCommand {
                                normalization: normalization, outDirectory: URL(fileURLWithPath: flags.out),
                                checkpointEvery: flags.checkpointEvery, keep: flags.keep, resume: flags.resume, numClasses: cfg.numClasses)
         try flags.apply(to: &inputs)
-        _ = try Coordinator(communicator: comm, options: o, inputs: inputs, print: { print($0); fflush(stdout) }).run()
+        _ = try Coordinator(communicator: comm, options: o, inputs: inputs, log: logging.logger).run()
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import DaftCoordinator
+import DaftCommandLine
+import Logging
 
 /// `daft`: the command line of the Domain-Aware Fine-Tuning trainer (runs alone or under mpirun).
 struct Daft: ParsableCommand {
@@ -10,14 +11,23 @@ struct Daft: ParsableCommand {
         subcommands: [Pretrain.self, Finetune.self, Evaluate.self, ConvertBN.self, Inspect.self, Bench.self, DataCommand.self, Interpolate.self, Report.self])
 }
 
-// --config FILE sets any flag; flags given on the command line win.
-var arguments = Array(CommandLine.arguments.dropFirst())
-if let path = ConfigFile.configPath(in: arguments) {
-    do {
-        arguments = ConfigFile.mergedArguments(commandLine: arguments, config: try ConfigFile.load(URL(fileURLWithPath: path)))
-    } catch {
-        FileHandle.standardError.write(Data("daft: error: \(error)\n".utf8))
-        exit(1)
-    }
+// --config FILE sets any flag; flags given on the command line win. Errors are logged once per rank (rank 0's
+// plain, the others' prefixed with their rank); ArgumentParser's usage errors and help are printed by rank 0.
+let log = RankLogHandler.logger(level: .info)
+var command: ParsableCommand
+do {
+    command = try ConfigFile.parseCommand(Daft.self, commandLine: Array(CommandLine.arguments.dropFirst()))
+} catch let error as ConfigFileError {
+    log.error("\(error)")
+    exit(1)
+} catch {
+    if RankLogHandler.rankFromEnvironment() != 0 { exit(Daft.exitCode(for: error).rawValue) }
+    Daft.exit(withError: error)
 }
-Daft.main(arguments)
+do {
+    try command.run()
+} catch {
+    if Daft.exitCode(for: error).isSuccess { Daft.exit(withError: error) }  // `daft` alone: the help text
+    log.error("\(Daft.message(for: error))")
+    exit(Daft.exitCode(for: error).rawValue)
+}

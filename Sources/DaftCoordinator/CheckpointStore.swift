@@ -72,7 +72,7 @@ public struct CheckpointInfo: Equatable, Sendable {
         if bytes.count != entry.size {
             throw CheckpointError.sizeMismatch(dir: dir, file: file, expected: entry.size, actual: bytes.count)
         }
-        let actual = SHA256.hex(of: bytes)
+        let actual = Checksum.sha256Hex(of: bytes)
         if actual != entry.sha256 {
             throw CheckpointError.checksumMismatch(dir: dir, file: file, expected: entry.sha256, actual: actual)
         }
@@ -239,7 +239,7 @@ public struct CheckpointStore: Sendable {
 
         var entries: [String: CheckpointFile] = [:]
         for (name, bytes) in files {
-            entries[name] = CheckpointFile(size: bytes.count, sha256: SHA256.hex(of: bytes))
+            entries[name] = CheckpointFile(size: bytes.count, sha256: Checksum.sha256Hex(of: bytes))
         }
         let manifest = Manifest(
             format: CheckpointStore.formatName, formatVersion: CheckpointStore.formatVersion, step: step,
@@ -493,16 +493,16 @@ public struct CheckpointStore: Sendable {
                 throw CheckpointError.sizeMismatch(dir: dirPath, file: name, expected: entry.size, actual: Int(st.st_size))
             }
             if verifyChecksums {
-                let result: (digest: [UInt8], size: Int)
+                let result: (hex: String, size: Int)
                 do {
-                    result = try SHA256.hashFile(at: URL(fileURLWithPath: path))
+                    result = try Checksum.sha256OfFile(at: URL(fileURLWithPath: path))
                 } catch {
                     throw CheckpointError.io(path: path, message: String(describing: error))
                 }
                 if result.size != entry.size {
                     throw CheckpointError.sizeMismatch(dir: dirPath, file: name, expected: entry.size, actual: result.size)
                 }
-                let actual = SHA256.hexString(result.digest)
+                let actual = result.hex
                 if actual != entry.sha256 {
                     throw CheckpointError.checksumMismatch(dir: dirPath, file: name, expected: entry.sha256, actual: actual)
                 }

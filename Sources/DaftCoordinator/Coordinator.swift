@@ -5,6 +5,7 @@ import DaftData
 import DaftDistributed
 import DaftInterop
 import DaftEngine
+import Logging
 
 /// What a fine-tuning run reads and writes besides the training options.
 public struct RunInputs {
@@ -80,13 +81,14 @@ public final class Coordinator {
     let bar: ProgressBar
     var resumed = false
 
-    public init(communicator: Communicator, options: TrainingOptions, inputs: RunInputs, print: @escaping (String) -> Void) {
+    /// `log` gets the run's progress lines at `info` on every rank (a rank-aware handler shows rank 0's).
+    public init(communicator: Communicator, options: TrainingOptions, inputs: RunInputs, log: Logger) {
         self.comm = communicator
         self.options = options
         self.inputs = inputs
         self.store = CheckpointStore(root: inputs.outDirectory.appendingPathComponent("checkpoints"), keep: inputs.keep)
         let rank = communicator.rank
-        self.out = { if rank == 0 { print($0) } }
+        self.out = { log.info("\($0)") }
         self.records = rank == 0 ? RunRecords(directory: inputs.outDirectory) : nil
         self.bar = ProgressBar(enabled: rank == 0 && inputs.progressBars && !inputs.quiet)
     }
@@ -96,7 +98,7 @@ public final class Coordinator {
         var o = o
         o.epochs = 0; o.maxSteps = nil; o.consistencyEvery = 0; o.evalBatchSize = 0; o.bucketMegabytes = 0
         let data = (try? sortedEncoder().encode(o)) ?? Data()
-        return SHA256.hex(of: [UInt8](data))
+        return Checksum.sha256Hex(of: [UInt8](data))
     }
 
     static func sortedEncoder() -> JSONEncoder {

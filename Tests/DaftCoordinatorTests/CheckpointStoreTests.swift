@@ -49,7 +49,7 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertEqual(info.metric, 0.8125)
         XCTAssertEqual(Set(info.files.keys), ["weights.safetensors", "trainer.json"])
         XCTAssertEqual(info.files["weights.safetensors"], CheckpointFile(size: 100_003,
-                                                                           sha256: SHA256.hex(of: contents["weights.safetensors"]!)))
+                                                                           sha256: Checksum.sha256Hex(of: contents["weights.safetensors"]!)))
         XCTAssertLessThan(abs(info.created.timeIntervalSinceNow), 120)
         for (name, bytes) in contents { XCTAssertEqual(try info.read(name), bytes) }
         XCTAssertThrowsError(try info.read("nope.bin"))
@@ -76,7 +76,7 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertEqual(manifest["info"] as? [String: String], ["arch": "resnet20", "method": "daft"])
         let weights = try XCTUnwrap((manifest["files"] as? [String: Any])?["weights.safetensors"] as? [String: Any])
         XCTAssertEqual(weights["size"] as? Int, 100_003)
-        XCTAssertEqual(weights["sha256"] as? String, SHA256.hex(of: contents["weights.safetensors"]!))
+        XCTAssertEqual(weights["sha256"] as? String, Checksum.sha256Hex(of: contents["weights.safetensors"]!))
 
         let summary = try CheckpointStore.describe(url)
         XCTAssertTrue(summary.contains("step:    100"), summary)
