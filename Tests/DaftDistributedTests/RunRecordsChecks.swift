@@ -55,3 +55,4 @@ enum RunRecordsChecks {
         }
     }
 }
+
