@@ -38,18 +38,33 @@ def run_dir(args, method, extra, lrs, seed):
     return os.path.join(args.out, f"{method}-{tag}-s{seed}")
 
 
+def spec(args, data, limit=None):
+    """The data specification a run uses: the named split, or (--from-folders DIR) the same images exported once
+    as a torchvision ImageFolder (PNG, or JPEG with --folder-jpeg Q) and read as folder:DIR/NAME."""
+    if not args.from_folders:
+        return data
+    folder = os.path.join(args.from_folders, data.replace("fashion-mnist:", "").replace("@", "_"))
+    if not os.path.isdir(folder):
+        cmd = [args.daft, "data", "export", "--data", data, "--format", "folder", "--out", folder]
+        cmd += ["--limit", str(limit)] if limit else []
+        cmd += ["--jpeg-quality", str(args.folder_jpeg)] if args.folder_jpeg else []
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return "folder:" + folder
+
+
 def run(args, name, method, extra, lrs, seed):
     out = run_dir(args, method, extra, lrs, seed)
     res = os.path.join(out, "results.json")
     if not os.path.exists(res):
         cmd = ["bash", os.path.join(ROOT, "launch/local.sh"), "-n", str(args.ranks), "--", args.daft, "finetune",
                "--method", method, "--init", os.path.join(ROOT, "pretrained/resnet20-fashion-source.safetensors"),
-               "--data", "fashion-mnist:target-train@id", "--val-data", "fashion-mnist:target-val@id",
-               "--test-data", "fashion-mnist:test@id", "--eval-limit", str(args.eval_limit),
+               # evaluation sets are exported with --limit (a folder's first N would be its first classes)
+               "--data", spec(args, "fashion-mnist:target-train@id"), "--val-data", spec(args, "fashion-mnist:target-val@id", args.eval_limit),
+               "--test-data", spec(args, "fashion-mnist:test@id", args.eval_limit), "--eval-limit", str(args.eval_limit),
                "--epochs", str(args.epochs), "--batch-size", "128", "--seed", str(seed), "--out", out,
                "--checkpoint-every", "0"] + extra + lrs
         for d in OOD:
-            cmd += ["--ood", f"{d}=fashion-mnist:test@{d}"]
+            cmd += ["--ood", f"{d}=" + spec(args, f"fashion-mnist:test@{d}", args.eval_limit)]
         t0 = time.time()
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         with open(out + ".log", "w") as f:
@@ -78,6 +93,8 @@ def main():
     ap.add_argument("--eval-limit", type=int, default=1000)
     ap.add_argument("--out", default=os.path.join(ROOT, "runs/fashion-shift"))
     ap.add_argument("--report", default=os.path.join(ROOT, "docs/results.md"))
+    ap.add_argument("--from-folders", help="export every split once as an ImageFolder under this directory and train/evaluate from the folders")
+    ap.add_argument("--folder-jpeg", type=int, help="with --from-folders: JPEG files of this quality instead of PNG")
     ap.add_argument("--html", help="the daft report page of the chosen settings' runs (default OUT/report.html)")
     args = ap.parse_args()
     args.html = args.html or os.path.join(args.out, "report.html")
