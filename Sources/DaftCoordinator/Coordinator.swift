@@ -327,7 +327,7 @@ public final class Coordinator {
             let lr = trainer.learningRates(epoch: state.epoch)
             // what the step records average over: the steps since the last record
             var window = (start: Date(), steps: 0, images: 0.0, dataWait: 0.0, collective: 0.0)
-            let phaseStart = Date(), stepsAtStart = state.stepInEpoch
+            let stepsAtStart = state.stepInEpoch
             while state.stepInEpoch < perEpoch {
                 if let max = options.maxSteps, state.globalStep >= max { break }
                 let r = try trainer.trainStep(epoch: state.epoch, step: state.stepInEpoch)
@@ -340,7 +340,6 @@ public final class Coordinator {
                 window.steps += 1; window.images += r.count; window.dataWait += r.dataWaitSeconds; window.collective += r.collectiveSeconds
                 bar.update("epoch \(state.epoch)", done: state.stepInEpoch, total: perEpoch,
                            images: (state.stepInEpoch - stepsAtStart) * options.batchSize, loss: r.lossSum / max(r.count, 1))
-                _ = phaseStart
                 if options.consistencyEvery > 0 && state.globalStep % options.consistencyEvery == 0 {
                     try trainer.checkConsistency(step: state.globalStep)
                 }

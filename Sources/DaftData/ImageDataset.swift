@@ -127,43 +127,19 @@ public struct ImageDataset: Sendable {
                             numClasses: numClasses, pixels: out, labels: labels)
     }
 
-    /// This dataset with `channels` channels, converted as torchvision's loader and PIL do: grey → RGB
-    /// replicates the plane (`convert('RGB')`), RGB → grey is PIL's `convert('L')` luma
-    /// `(19595·R + 38470·G + 7471·B + 2¹⁵) >> 16`, RGBA → RGB drops alpha, 2 → 1 (grey + alpha) drops alpha.
-    /// Throws a one-line error for any other pair.
+    /// This dataset with `target` channels (1 or 3), each image converted by `DecodedImage.converted` — PIL's
+    /// `convert('L')` / `convert('RGB')`, as torchvision's loader does (grey replicated, alpha dropped).
     public func converted(toChannels target: Int) throws -> ImageDataset {
         if target == channels { return self }
-        let plane = height * width, n = count
-        var out = [UInt8](repeating: 0, count: n * target * plane)
-        switch (channels, target) {
-        case (1, 3), (1, 4):
-            for i in 0..<n { for c in 0..<target { copyPlane(i, from: 0, into: &out, image: i, plane: c, of: target) } }
-        case (3, 1), (4, 1):
-            pixels.withUnsafeBufferPointer { px in
-                for i in 0..<n {
-                    let base = i * channels * plane
-                    for p in 0..<plane {
-                        let r = UInt32(px[base + p]), g = UInt32(px[base + plane + p]), b = UInt32(px[base + 2 * plane + p])
-                        out[i * plane + p] = UInt8((19595 * r + 38470 * g + 7471 * b + 0x8000) >> 16)
-                    }
-                }
-            }
-        case (4, 3), (2, 1):
-            for i in 0..<n { for c in 0..<target { copyPlane(i, from: c, into: &out, image: i, plane: c, of: target) } }
-        default:
-            throw DataError("\(name): cannot convert \(channels)-channel images to \(target) channels (supported: grey, RGB, RGBA, grey+alpha)")
+        guard (target == 1 || target == 3) && (1...4).contains(channels) else {
+            throw DataError("\(name): cannot convert \(channels)-channel images to \(target) channels (models take grey or RGB; images may be grey, grey+alpha, RGB or RGBA)")
+        }
+        var out = [UInt8]()
+        out.reserveCapacity(count * target * height * width)
+        for i in 0..<count {
+            out += try DecodedImage(planar: image(at: i), channels: channels, height: height, width: width).converted(toChannels: target).planarPixels
         }
         return ImageDataset(unchecked: name, channels: target, height: height, width: width, numClasses: numClasses,
                             pixels: out, labels: labels)
-    }
-
-    private func copyPlane(_ i: Int, from c: Int, into out: inout [UInt8], image: Int, plane target: Int, of targetChannels: Int) {
-        let plane = height * width
-        let src = (i * channels + c) * plane, dst = (image * targetChannels + target) * plane
-        out.withUnsafeMutableBufferPointer { o in
-            pixels.withUnsafeBufferPointer { px in
-                (o.baseAddress! + dst).update(from: px.baseAddress! + src, count: plane)
-            }
-        }
     }
 }

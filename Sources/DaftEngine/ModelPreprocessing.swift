@@ -47,7 +47,7 @@ public enum ModelPreprocessing {
 
     /// The metadata entries daft writes for a normalisation (`mean`, `std`: comma-separated per channel).
     public static func metadata(_ n: Normalization) -> [String: String] {
-        ["mean": n.mean.map { String($0) }.joined(separator: ","), "std": n.std.map { String($0) }.joined(separator: ",")]
+        ["mean": text(n.mean), "std": text(n.std)]
     }
 
     static func make(mean: [Float], std: [Float], channels: Int, what: String, source: String) throws -> Normalization {
