@@ -28,6 +28,7 @@ struct Finetune: ParsableCommand {
     @OptionGroup var logging: LoggingFlags
 
     func run() throws {
+        PreemptionSignal.install()
         let priors = Set(prior.split(separator: "+").map(String.init))
         guard priors.isSubset(of: ["none", "l2sp", "feature"]) else { throw CLIError("--prior must be none, l2sp, feature or l2sp+feature, got '\(prior)'") }
         guard let m = Method(rawValue: method) else {
@@ -74,6 +75,7 @@ struct Pretrain: ParsableCommand {
     @OptionGroup var logging: LoggingFlags
 
     func run() throws {
+        PreemptionSignal.install()
         let comm = Runtime.communicator(threads: flags.threads)
         var o = try flags.options(method: .ft)
         if flags.lr == nil && flags.lrHead == nil && flags.lrBackbone == nil { o.lrHead = 0.1; o.lrBackbone = 0.1 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import DaftCommandLine
+import DaftCoordinator
 import Logging
 
 /// `daft`: the command line of the Domain-Aware Fine-Tuning trainer (runs alone or under mpirun).
@@ -26,6 +27,9 @@ do {
 }
 do {
     try command.run()
+} catch let preempted as Preempted {
+    log.info("\(preempted)")  // every rank exits with the documented code once the checkpoint is on disk
+    exit(Preempted.exitCode)
 } catch {
     if Daft.exitCode(for: error).isSuccess { Daft.exit(withError: error) }  // `daft` alone: the help text
     log.error("\(Daft.message(for: error))")

@@ -80,6 +80,8 @@ public final class Coordinator {
     let records: RunRecords?
     let bar: ProgressBar
     var resumed = false
+    /// The global step of the last checkpoint this run wrote (a preemption right after one needs no other).
+    var lastCheckpointStep = -1
 
     /// `log` gets the run's progress lines at `info` on every rank (a rank-aware handler shows rank 0's).
     public init(communicator: Communicator, options: TrainingOptions, inputs: RunInputs, log: Logger) {
@@ -203,8 +205,10 @@ public final class Coordinator {
     }
 
     /// Rank 0 writes a checkpoint directory (weights, optimizer, reference weights, trainer state; manifest last).
-    func checkpoint(isBest: Bool = false, metric: Double? = nil, reason: String) throws {
-        guard comm.rank == 0 else { return }
+    @discardableResult
+    func checkpoint(isBest: Bool = false, metric: Double? = nil, reason: String) throws -> String {
+        lastCheckpointStep = state.globalStep
+        guard comm.rank == 0 else { return CheckpointStore.directoryName(step: state.globalStep) }
         let model = trainer.model
         var files: [String: [UInt8]] = [:]
         files["weights.safetensors"] = try StateDict.file(model, extraMetadata: metadataExtras).encode()
@@ -225,6 +229,25 @@ public final class Coordinator {
                                          "reason": reason, "method": options.method.rawValue, "world_size": String(comm.size)],
                                   isBest: isBest, metric: metric)
         out("checkpoint: \(dir.lastPathComponent) (\(reason))")
+        return dir.lastPathComponent
+    }
+
+    /// Whether any rank received a preemption signal (`PreemptionSignal`): one 8-byte all-reduce, so every rank
+    /// takes the same decision at the same boundary.
+    func preemptionRequested() -> Bool {
+        comm.allReduceSum(Int64(PreemptionSignal.pending)) != 0
+    }
+
+    /// At a step or phase boundary: when a preemption signal arrived on any rank, every rank joins a checkpoint of
+    /// this exact state (unless one was just written), waits until rank 0 has it on disk, and throws `Preempted`.
+    func stopIfPreempted() throws {
+        guard preemptionRequested() else { return }
+        let name = lastCheckpointStep == state.globalStep ? CheckpointStore.directoryName(step: state.globalStep)
+                                                          : try checkpoint(reason: "preempted")
+        comm.barrier()
+        let own = PreemptionSignal.pending
+        let signal = comm.broadcast(own == 0 ? "a preemption signal on another rank" : PreemptionSignal.name(own), root: 0)
+        throw Preempted(step: state.globalStep, checkpoint: name, signal: signal)
     }
 
     var metadataExtras: [String: String] { ModelPreprocessing.metadata(inputs.normalization) }
@@ -298,6 +321,7 @@ public final class Coordinator {
             case .done:
                 break
             }
+            if state.phase != .done { try stopIfPreempted() }
         }
         return try finalReport(seconds: Date().timeIntervalSince(t0))
     }
@@ -360,6 +384,8 @@ public final class Coordinator {
                 if inputs.checkpointEvery > 0 && state.globalStep % inputs.checkpointEvery == 0 && state.stepInEpoch < perEpoch {
                     try checkpoint(reason: "every \(inputs.checkpointEvery) steps")
                 }
+                // the epoch's last step is followed by its end-of-epoch checkpoint, where run() looks again
+                if state.stepInEpoch < perEpoch { try stopIfPreempted() }
             }
             let stoppedEarly = options.maxSteps.map { state.globalStep >= $0 } ?? false
             if state.stepInEpoch < perEpoch && !stoppedEarly { continue }
@@ -408,6 +434,7 @@ public final class Coordinator {
             }
             try checkpoint(isBest: improved, metric: valAcc, reason: state.phase == .evaluate ? "phase train done" : "end of epoch")
             if state.phase == .evaluate { return }
+            try stopIfPreempted()
         }
         state.phase = .evaluate
     }

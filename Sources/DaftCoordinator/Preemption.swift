@@ -1,0 +1,55 @@
+import Foundation
+import Synchronization
+
+/// The preemption request a cluster sends before it kills a job: SIGTERM (Slurm's `--signal=TERM`, `scancel
+/// --signal=TERM`, Kubernetes) or SIGUSR1 (what OpenMPI's `mpirun` forwards to every rank; `cluster/slurm.sbatch`
+/// turns the batch shell's SIGTERM into it). The handler only sets a flag; the coordinator reads it at step and
+/// phase boundaries, all ranks agree on it in one 8-byte all-reduce, every rank joins a final checkpoint and the
+/// job exits with `Preempted.exitCode`.
+public enum PreemptionSignal {
+    /// The last preemption signal received (0: none). Lock-free, so the signal handler may store to it.
+    private static let received = Atomic<Int32>(0)
+
+    /// The signals that request a checkpoint-and-exit.
+    public static let signals: [Int32] = [SIGTERM, SIGUSR1]
+
+    /// Installs the handlers (idempotent). `signal` on glibc restarts interrupted system calls, so a checkpoint
+    /// being written when the signal arrives is not cut short.
+    public static func install() {
+        _ = received.load(ordering: .relaxed)  // initialise the global before a handler can touch it
+        for s in signals {
+            signal(s) { number in PreemptionSignal.received.store(number, ordering: .relaxed) }
+        }
+    }
+
+    /// The signal this process received, if any (0: none).
+    public static var pending: Int32 { received.load(ordering: .relaxed) }
+
+    /// Forgets a received signal (tests; a process that keeps running after handling one).
+    public static func reset() { received.store(0, ordering: .relaxed) }
+
+    /// The signal's name for messages.
+    public static func name(_ number: Int32) -> String {
+        switch number {
+        case SIGTERM: return "SIGTERM"
+        case SIGUSR1: return "SIGUSR1"
+        default: return "signal \(number)"
+        }
+    }
+}
+
+/// Thrown on every rank once a preemption checkpoint is written; the CLI prints `description` (rank 0) and exits
+/// with `exitCode` so a batch script can tell "preempted, resumable" from a failure and requeue the job.
+public struct Preempted: Error, CustomStringConvertible {
+    /// The documented exit status of a preempted run (distinct from 1, errors, and 75, the stall watchdog).
+    public static let exitCode: Int32 = 76
+    /// The global step the checkpoint holds.
+    public let step: Int
+    /// The checkpoint directory's name (`step-NNNNNNNN`).
+    public let checkpoint: String
+    /// The signal that asked for it.
+    public let signal: String
+    public var description: String {
+        "preempted: checkpoint \(checkpoint) written at step \(step) (\(signal)); resume with --resume auto"
+    }
+}
