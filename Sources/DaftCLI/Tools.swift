@@ -242,7 +242,7 @@ struct DataExport: ParsableCommand {
             print("wrote \(n) \(jpegQuality == nil ? "PNG" : "JPEG") images of \(data) in \(folders.count) class folders to \(dir.path)")
             return
         }
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try DurableFile.createDirectory(dir)
         try d.exportNPY(x: dir.appendingPathComponent("x.npy"), y: dir.appendingPathComponent("y.npy"))
         logging.logger.info("wrote \(d.count) samples of \(data) to \(dir.path)/x.npy, y.npy")
     }

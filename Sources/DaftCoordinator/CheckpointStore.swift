@@ -1,4 +1,5 @@
 import Foundation
+import DaftInterop
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -291,11 +292,7 @@ public struct CheckpointStore: Sendable {
             if !isDir.boolValue { throw CheckpointError.io(path: root.path, message: "not a directory") }
             return
         }
-        do {
-            try fm.createDirectory(at: root, withIntermediateDirectories: true)
-        } catch {
-            throw CheckpointError.io(path: root.path, message: "cannot create directory: \(error.localizedDescription)")
-        }
+        try DurableFile.createDirectory(root)  // one line naming the folder that could not be made
         try DurableIO.syncDirectory(root.deletingLastPathComponent().path)
     }
 

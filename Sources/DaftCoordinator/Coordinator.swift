@@ -466,7 +466,7 @@ public final class Coordinator {
         let model = trainer.model
         // final.safetensors: the weights at the end of training
         if comm.rank == 0 {
-            try FileManager.default.createDirectory(at: inputs.outDirectory, withIntermediateDirectories: true)
+            try DurableFile.createDirectory(inputs.outDirectory)
             if let ridge = trainer.ridgeStatistics {
                 try SafeTensorsFile(tensors: ridge.tensors(), metadata: ["kind": "daft ridge statistics (G = Σφφᵀ, C = Σφyᵀ)"])
                     .write(to: inputs.outDirectory.appendingPathComponent("ridge.safetensors"))

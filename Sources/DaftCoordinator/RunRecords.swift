@@ -30,7 +30,7 @@ public final class RunRecords {
     /// lines whose `step` is at most `step`, for checkpoints written before lines were counted).
     public func open(resuming: Bool, keepLines: Int?, step: Int) throws {
         let fm = FileManager.default
-        try fm.createDirectory(at: metricsURL.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try DurableFile.createDirectory(metricsURL.deletingLastPathComponent())
         var kept: [String] = []
         if resuming, let data = fm.contents(atPath: metricsURL.path) {
             let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
@@ -46,7 +46,7 @@ public final class RunRecords {
         try handle!.seekToEnd()
         // TensorBoard: one events file, regenerated from the kept records, then appended to
         try? fm.removeItem(at: tensorBoardDirectory)
-        try fm.createDirectory(at: tensorBoardDirectory, withIntermediateDirectories: true)
+        try DurableFile.createDirectory(tensorBoardDirectory)
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
         let now = Date().timeIntervalSince1970
         let tb = tensorBoardDirectory.appendingPathComponent("events.out.tfevents.\(Int(now)).\(host).\(getpid())")

@@ -53,6 +53,22 @@ public enum DurableFile {
         try fsyncDirectory(folder)
     }
 
+    /// `mkdir -p`: creates `url` and any missing parents (0755). Errors are one line naming the folder that could
+    /// not be made and why (`…/out: cannot create directory: Permission denied`), not Foundation's error dump.
+    public static func createDirectory(_ url: URL) throws {
+        let path = url.standardizedFileURL.path
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw InteropError(path, "cannot create directory: a file of that name exists") }
+            return
+        }
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent()
+        if parent.path != path { try createDirectory(parent) }
+        if mkdir(path, 0o755) != 0 && errno != EEXIST {
+            throw InteropError(path, "cannot create directory: \(ByteCoding.errnoText())")
+        }
+    }
+
     /// Fsyncs a folder so that entries created, renamed or removed in it are durable. Filesystems that do
     /// not support fsync on folders (`EINVAL`) are accepted silently.
     public static func fsyncDirectory(_ url: URL) throws {
