@@ -1,5 +1,6 @@
 import CMPIShim
 import Foundation
+import Synchronization
 
 /// Monotonic wall clock in seconds.
 @inline(__always) func monotonicSeconds() -> Double {
@@ -66,6 +67,9 @@ public final class MPICommunicator: Communicator {
     /// `Int.max` (never gate) across nodes, where a spinning blocking `MPI_Allreduce` over TCP was measured
     /// 5–10x slower than the polled non-blocking one (docs/transport.md).
     public var gateThresholdBytes: Int
+
+    /// Bounds the blocking `MPI_Allreduce` after a gate (started on first use).
+    private lazy var gateWatchdog = GateWatchdog(timeout: stallTimeout ?? 600, rank: rank, size: size)
 
     /// Exit code passed to `MPI_Abort` when the watchdog fires.
     public static let stallExitCode: Int32 = 75
@@ -268,9 +272,13 @@ public final class MPICommunicator: Communicator {
             var request = daft_request_null()
             check(daft_ibarrier(comm, &request), "MPI_Ibarrier")
             watchedWait(&request, seq: seq, what: what + " x\(count)")
+            // every rank has arrived; one that stops now (SIGSTOP, a dead node) would leave the others blocked
+            // inside MPI, where no loop can poll: the gate watchdog thread bounds this call instead
+            gateWatchdog.enter(seq: seq, what: what + " x\(count)")
             forEachChunk(count: count) { offset, n in
                 check(daft_allreduce_sum(base + offset * elementSize, Int32(n), type, comm), "MPI_Allreduce")
             }
+            gateWatchdog.leave()
             return
         }
         var requests: [daft_request_t?] = []
@@ -398,5 +406,60 @@ final class MPIPendingCollective: PendingCollective {
         if done { return }
         for i in requests.indices { communicator.watchedWait(&requests[i], seq: seq, what: what) }
         done = true
+    }
+}
+
+/// The stall watchdog of the one call that cannot poll: the tuned blocking `MPI_Allreduce` that runs once a gate
+/// (a watched `MPI_Ibarrier`) has shown every rank arrived. A rank stopped between its gate and the all-reduce
+/// (SIGSTOP, a frozen node) leaves the others blocked inside MPI for ever; this thread notices a call older than
+/// the stall timeout, prints one line naming the collective (and, with 2 ranks, the other rank) and ends the
+/// process with `_exit(75)` — no MPI call from this thread (MPI is `FUNNELED`); `mpirun` then ends the job.
+final class GateWatchdog: @unchecked Sendable {
+    private struct Current { var seq = -1; var what = ""; var since = 0.0 }
+    private let current = Mutex(Current())
+    private let timeout: Double, rank: Int, size: Int
+    private var started = false
+
+    init(timeout: Double, rank: Int, size: Int) {
+        self.timeout = timeout; self.rank = rank; self.size = size
+    }
+
+    /// The calling (MPI) thread enters the blocking call `seq`.
+    func enter(seq: Int, what: String) {
+        if !started { started = true; start() }
+        let now = monotonicSeconds()
+        current.withLock { $0 = Current(seq: seq, what: what, since: now) }
+    }
+
+    /// The blocking call returned.
+    func leave() { current.withLock { $0.seq = -1 } }
+
+    private func start() {
+        let interval = min(1.0, max(0.05, timeout / 4))
+        let thread = Thread { [self] in
+            var last = monotonicSeconds()
+            while true {
+                usleep(UInt32(interval * 1e6))
+                let woke = monotonicSeconds()
+                defer { last = woke }
+                if woke - last > max(2 * interval, timeout / 2) {
+                    // this process itself was stopped (SIGSTOP, then SIGCONT from mpirun ending the job): the
+                    // stalled rank is this one, not a peer; restart the clock rather than blame another rank
+                    current.withLock { $0.since = woke }
+                    continue
+                }
+                let c = current.withLock { $0 }
+                let waited = monotonicSeconds() - c.since
+                guard c.seq >= 0, waited > timeout else { continue }
+                let peer = size == 2 ? "rank \(1 - rank)" : "unknown (each rank still inside it reports this line; the silent one stopped)"
+                let line = "daft watchdog: collective #\(c.seq) (\(c.what)) stalled for \(String(format: "%.1f", waited)) s inside MPI_Allreduce "
+                    + "after every rank passed its gate; did not finish: \(peer); waiting here: \(rank) — aborting\n"
+                fputs(line, stderr)
+                fflush(stderr)
+                _exit(MPICommunicator.stallExitCode)
+            }
+        }
+        thread.name = "daft gate watchdog"
+        thread.start()
     }
 }

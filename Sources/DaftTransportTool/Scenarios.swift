@@ -15,6 +15,7 @@ enum Scenarios {
         ("compute", compute),
         ("stall", stall),
         ("stall-bucketer", stallBucketer),
+        ("stall-after-gate", stallAfterGate),
     ]
     /// Scenarios included in `all` (the stall scenarios abort by design).
     static let names = table.map(\.0)
@@ -260,6 +261,19 @@ enum Scenarios {
         if comm.rank == stallRank { sleep(120) }
         comm.allReduceSum(&x)
         fail(comm, "the stalled all-reduce completed; the watchdog did not fire")
+    }
+
+    /// The stalled rank passes the gate of the others' gated all-reduce (its barrier matches their `MPI_Ibarrier`)
+    /// and then stops: they are blocked inside `MPI_Allreduce`, where only the gate watchdog thread can end them.
+    static func stallAfterGate(_ comm: Communicator) {
+        var x = [Float](repeating: 1, count: 16)
+        comm.allReduceSum(&x)
+        if comm.rank == stallRank {
+            comm.barrier()
+            sleep(120)
+        }
+        comm.allReduceSum(&x)
+        fail(comm, "the all-reduce after the gate completed; the gate watchdog did not fire")
     }
 
     /// Rank 1 never finishes backward: GradientBucketer.finish() on the other ranks must be stopped.

@@ -60,6 +60,21 @@ final class MPIScenarioTests: XCTestCase {
         }
     }
 
+    /// A rank that stops after the gate of a gated all-reduce (the default on one node) leaves the others inside a
+    /// blocking `MPI_Allreduce`: the gate watchdog thread ends them within the timeout (this hung for ever before).
+    func testGateWatchdogEndsAllReduceBlockedAfterTheGate() throws {
+        for ranks in [2, 3] {
+            let started = Date()
+            let run = try Harness.mpirun("stall-after-gate", ranks: ranks, environment: ["DAFT_STALL_TIMEOUT": "2", "DAFT_GATE_BYTES": "0"], timeout: 90)
+            let elapsed = Date().timeIntervalSince(started)
+            XCTAssertFalse(run.timedOut, "-np \(ranks) hung")
+            XCTAssertEqual(run.status, 75, run.stderr)
+            XCTAssertTrue(run.stderr.contains("inside MPI_Allreduce after every rank passed its gate; did not finish: "
+                                              + (ranks == 2 ? "rank 1;" : "unknown")), "-np \(ranks):\n\(run.stderr)")
+            XCTAssertLessThan(elapsed, 45, "-np \(ranks) took \(elapsed) s")
+        }
+    }
+
     func testWatchdogWhenRankZeroStalls() throws {
         let run = try Harness.mpirun("stall", ranks: 3, environment: ["DAFT_STALL_TIMEOUT": "2", "DAFT_TEST_STALL_RANK": "0"], timeout: 90)
         XCTAssertFalse(run.timedOut, "hung")
