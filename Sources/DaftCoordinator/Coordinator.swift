@@ -232,21 +232,24 @@ public final class Coordinator {
         return dir.lastPathComponent
     }
 
-    /// Whether any rank received a preemption signal (`PreemptionSignal`): one 8-byte all-reduce, so every rank
-    /// takes the same decision at the same boundary.
-    func preemptionRequested() -> Bool {
-        comm.allReduceSum(Int64(PreemptionSignal.pending)) != 0
+    /// The preemption signal any rank received, and on how many ranks (nil: none): one 16-byte all-reduce of
+    /// per-signal counts, so every rank takes the same decision at the same boundary and rank 0 can name it.
+    func preemptionRequested() -> (signal: Int32, ranks: Int)? {
+        let pending = PreemptionSignal.pending
+        var counts = PreemptionSignal.signals.map { Int64($0 == pending ? 1 : 0) }
+        comm.allReduceSum(&counts)
+        guard let i = counts.firstIndex(where: { $0 > 0 }) else { return nil }
+        return (PreemptionSignal.signals[i], Int(counts[i]))
     }
 
     /// At a step or phase boundary: when a preemption signal arrived on any rank, every rank joins a checkpoint of
     /// this exact state (unless one was just written), waits until rank 0 has it on disk, and throws `Preempted`.
     func stopIfPreempted() throws {
-        guard preemptionRequested() else { return }
+        guard let request = preemptionRequested() else { return }
         let name = lastCheckpointStep == state.globalStep ? CheckpointStore.directoryName(step: state.globalStep)
                                                           : try checkpoint(reason: "preempted")
         comm.barrier()
-        let own = PreemptionSignal.pending
-        let signal = comm.broadcast(own == 0 ? "a preemption signal on another rank" : PreemptionSignal.name(own), root: 0)
+        let signal = PreemptionSignal.name(request.signal) + (request.ranks == comm.size ? "" : " on \(request.ranks) of \(comm.size) ranks")
         throw Preempted(step: state.globalStep, checkpoint: name, signal: signal)
     }
 

@@ -4,7 +4,7 @@ import Synchronization
 /// The preemption request a cluster sends before it kills a job: SIGTERM (Slurm's `--signal=TERM`, `scancel
 /// --signal=TERM`, Kubernetes) or SIGUSR1 (what OpenMPI's `mpirun` forwards to every rank; `cluster/slurm.sbatch`
 /// turns the batch shell's SIGTERM into it). The handler only sets a flag; the coordinator reads it at step and
-/// phase boundaries, all ranks agree on it in one 8-byte all-reduce, every rank joins a final checkpoint and the
+/// phase boundaries, all ranks agree on it in one 16-byte all-reduce, every rank joins a final checkpoint and the
 /// job exits with `Preempted.exitCode`.
 public enum PreemptionSignal {
     /// The last preemption signal received (0: none). Lock-free, so the signal handler may store to it.
@@ -47,7 +47,7 @@ public struct Preempted: Error, CustomStringConvertible {
     public let step: Int
     /// The checkpoint directory's name (`step-NNNNNNNN`).
     public let checkpoint: String
-    /// The signal that asked for it.
+    /// The signal that asked for it, e.g. `SIGUSR1`, or `SIGTERM on 1 of 2 ranks` when not every rank received it.
     public let signal: String
     public var description: String {
         "preempted: checkpoint \(checkpoint) written at step \(step) (\(signal)); resume with --resume auto"
