@@ -211,6 +211,41 @@ enum Harness {
     }
 
     static func run(_ executable: String, _ arguments: [String], environment: [String: String], timeout: Double) throws -> Result {
+        try start(executable, arguments, environment: environment).finish(timeout: timeout)
+    }
+
+    /// A process started in the background, its output going to files until `finish`.
+    struct Running {
+        let process: Process
+        let out: URL, err: URL
+        let handles: [FileHandle]
+        var pid: pid_t { process.processIdentifier }
+
+        /// Waits (after `timeout` seconds: SIGTERM, then SIGKILL half a second later) and returns status and output.
+        func finish(timeout: Double) throws -> Result {
+            let deadline = Date().addingTimeInterval(timeout)
+            var timedOut = false
+            while process.isRunning {
+                if Date() > deadline {
+                    timedOut = true
+                    kill(pid, SIGTERM)
+                    usleep(500_000)
+                    if process.isRunning { kill(pid, SIGKILL) }
+                    break
+                }
+                usleep(10_000)
+            }
+            process.waitUntilExit()
+            for handle in handles { try handle.close() }
+            defer { try? FileManager.default.removeItem(at: out.deletingLastPathComponent()) }
+            return Result(status: process.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+                          stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "", timedOut: timedOut)
+        }
+    }
+
+    /// Starts `executable arguments` with a clean MPI environment (no inherited `OMPI_`/`PMIX_` variables, root
+    /// allowed, one BLAS thread) plus `environment`, and returns at once.
+    static func start(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Running {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -223,7 +258,6 @@ enum Harness {
         process.environment = env
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("daft-mpi-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: tmp) }
         let out = tmp.appendingPathComponent("out"), err = tmp.appendingPathComponent("err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
@@ -232,25 +266,7 @@ enum Harness {
         process.standardError = errHandle
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        var timedOut = false
-        while process.isRunning {
-            if Date() > deadline {
-                timedOut = true
-                kill(process.processIdentifier, SIGTERM)
-                usleep(500_000)
-                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-                break
-            }
-            usleep(20_000)
-        }
-        process.waitUntilExit()
-        try outHandle.close()
-        try errHandle.close()
-        return Result(status: process.terminationStatus,
-                      stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "",
-                      timedOut: timedOut)
+        return Running(process: process, out: out, err: err, handles: [outHandle, errHandle])
     }
 
     static func lines(_ text: String, prefixes: [String]) -> [String] {
