@@ -205,6 +205,22 @@ final class EndToEndFaultTests: XCTestCase {
 
     // MARK: one rank dies or hangs
 
+    /// One trial of a fault in one rank: starts the 2-rank run into `out` with `DAFT_STALL_TIMEOUT=stallTimeout`,
+    /// sends `signal` to a random rank at a random step, waits for mpirun, and kills whatever is left.
+    func signalOneRank(_ out: String, _ signal: Int32, stallTimeout: String) throws -> (result: Harness.Result, rank: Int, pid: pid_t, seconds: Double) {
+        let run = try Harness.start(try Harness.mpirunPath(), try mpirunArguments(finetune + ["--out", out], environment: ["DAFT_STALL_TIMEOUT": stallTimeout]))
+        let pids = waitForRanks(out)
+        waitForRandomMoment(out)
+        let rank = Int(random.next() % 2), pid = pids[rank] ?? 0
+        let sent = Date()
+        kill(pid, signal)
+        let r = try run.finish(timeout: 120)
+        let took = Date().timeIntervalSince(sent)
+        for p in pids.values { kill(p, SIGKILL) }
+        _ = Glibc.system("pkill -9 -f 'daft finetune.*\(out)' >/dev/null 2>&1")
+        return (r, rank, pid, took)
+    }
+
     /// `kill -9` of one rank at a random moment: mpirun names the rank at once (well inside the stall timeout) and
     /// exits non-zero, the newest checkpoint verifies, and `--resume auto` ends bit-identical.
     func testEndToEndOneRankKilledMidStepIsNamedAndResumeIsBitIdentical() throws {
@@ -212,22 +228,14 @@ final class EndToEndFaultTests: XCTestCase {
         var seconds: [Double] = []
         for trial in 0..<(Self.trials ?? 1) {
             let out = dir("killed-\(trial)")
-            let run = try Harness.start(try Harness.mpirunPath(), try mpirunArguments(finetune + ["--out", out], environment: ["DAFT_STALL_TIMEOUT": "30"]))
-            let pids = waitForRanks(out)
-            waitForRandomMoment(out)
-            let rank = Int(random.next() % 2)
-            let killed = Date()
-            kill(pids[rank] ?? 0, SIGKILL)
-            let r = try run.finish(timeout: 120)
-            let took = Date().timeIntervalSince(killed)
+            let (r, rank, pid, took) = try signalOneRank(out, SIGKILL, stallTimeout: "30")
             seconds.append(took)
-            let context = "trial \(trial) (rank \(rank), pid \(pids[rank] ?? 0)): status \(r.status)\n\(r.stdout)\n\(r.stderr)"
+            let context = "trial \(trial) (rank \(rank), pid \(pid)): status \(r.status)\n\(r.stdout)\n\(r.stderr)"
             XCTAssertNotEqual(r.status, 0, context)
             XCTAssertLessThan(took, 30, "the job must end within the stall timeout: \(context)")
             // mpirun's own line, e.g. "mpirun noticed that process rank 0 with PID 0 on node vm exited on signal 9 (Killed)."
             XCTAssertTrue(r.stderr.contains("process rank \(rank) with PID") && r.stderr.contains("exited on signal 9"),
                           "mpirun names the lost rank: \(context)")
-            _ = Glibc.system("pkill -9 -f 'daft finetune.*\(out)' >/dev/null 2>&1")
             try assertNewestCheckpointVerifiesAndResumeIsBitIdentical(out, reference: reference)
             try? FileManager.default.removeItem(atPath: out)
         }
@@ -238,18 +246,11 @@ final class EndToEndFaultTests: XCTestCase {
     /// watchdog's exit code 75, and `--resume auto` ends bit-identical.
     func testEndToEndOneRankStoppedIsNamedByTheWatchdogAndResumeIsBitIdentical() throws {
         let reference = try uninterrupted()
+        var seconds: [Double] = []
         for trial in 0..<(Self.trials ?? 1) {
             let out = dir("stopped-\(trial)")
-            let run = try Harness.start(try Harness.mpirunPath(), try mpirunArguments(finetune + ["--out", out], environment: ["DAFT_STALL_TIMEOUT": "3"]))
-            let pids = waitForRanks(out)
-            waitForRandomMoment(out)
-            let rank = Int(random.next() % 2)
-            let stopped = Date()
-            kill(pids[rank] ?? 0, SIGSTOP)
-            let r = try run.finish(timeout: 120)
-            let took = Date().timeIntervalSince(stopped)
-            for pid in pids.values { kill(pid, SIGKILL) }
-            _ = Glibc.system("pkill -9 -f 'daft finetune.*\(out)' >/dev/null 2>&1")
+            let (r, rank, _, took) = try signalOneRank(out, SIGSTOP, stallTimeout: "3")
+            seconds.append(took)
             let context = "trial \(trial) (rank \(rank)): status \(r.status) after \(took) s\n\(r.stdout)\n\(r.stderr)"
             XCTAssertFalse(r.timedOut, context)
             XCTAssertEqual(r.status, 75, context)
@@ -260,6 +261,7 @@ final class EndToEndFaultTests: XCTestCase {
             try assertNewestCheckpointVerifiesAndResumeIsBitIdentical(out, reference: reference)
             try? FileManager.default.removeItem(atPath: out)
         }
+        print("SIGSTOP of one rank: \(seconds.count) trials, job ended \(seconds.map { String(format: "%.2f", $0) }.joined(separator: ", ")) s after the stop, all resumed bit-identical")
     }
 
     // MARK: unwritable output
