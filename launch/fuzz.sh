@@ -41,6 +41,8 @@ build() {
   grep -E "^Build (of product .*)?complete" "$log" || true
 }
 
+# Swift's own crash backtracer would run inside ASan's signal handling; libFuzzer's stack trace is enough.
+export SWIFT_BACKTRACE=enable=no
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=0:handle_abort=1}
 symbolizer=$(dirname "$(command -v swift)")/llvm-symbolizer
 [[ -x "$symbolizer" ]] && export ASAN_SYMBOLIZER_PATH=$symbolizer
