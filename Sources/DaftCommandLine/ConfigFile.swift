@@ -118,12 +118,15 @@ public enum ConfigFile {
 
     /// toml++ 3.4 (inside TOMLKit) asserts, aborting the process (in release builds too), on a table header
     /// whose first character after `[` or `[[` (and spaces) cannot start a key: `[=]`, `[.a]`, `[é]`, `[` at the
-    /// end of a line. This finds such a header before TOMLKit sees the text and throws the one-line error
-    /// toml++ would have given. A header is a `[` that starts a line outside any string, comment or value
-    /// (brackets and braces of arrays and inline tables are counted), which is where toml++ parses one.
+    /// end of a line; and on a `}` where an array expects a value (`t = [}`, `t = [1, }`). This finds both before
+    /// TOMLKit sees the text and throws a one-line error. A header is a `[` that starts a line outside any
+    /// string, comment or value (brackets and braces of arrays and inline tables are tracked), which is where
+    /// toml++ parses one.
     static func checkTableHeaders(_ text: String, path: String) throws {
         let s = Array(text.unicodeScalars)
-        var i = s.first == "\u{FEFF}" ? 1 : 0, line = 1, depth = 0, lineStart = true   // toml++ skips a byte-order mark
+        var i = s.first == "\u{FEFF}" ? 1 : 0, line = 1, lineStart = true   // toml++ skips a byte-order mark
+        var open: [Unicode.Scalar] = []          // the unclosed [ and { outside strings and comments
+        var previous: Unicode.Scalar = "\n"      // the last character outside strings, comments and white space
         func at(_ k: Int) -> Unicode.Scalar? { k < s.count ? s[k] : nil }
         func startsKey(_ c: Unicode.Scalar) -> Bool {
             c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "_" || c == "-")
@@ -133,7 +136,7 @@ public enum ConfigFile {
             let c = s[i]
             if c == "\n" { line += 1; lineStart = true; i += 1; continue }
             if c == " " || c == "\t" || c == "\r" { i += 1; continue }
-            if lineStart && depth == 0 && c == "[" {
+            if lineStart && open.isEmpty && c == "[" {
                 var k = i + 1
                 if at(k) == "[" { k += 1 }
                 while at(k) == " " || at(k) == "\t" { k += 1 }
@@ -149,6 +152,7 @@ public enum ConfigFile {
                 while i < s.count && s[i] != "\n" { i += 1 }
                 continue
             case "\"", "'":
+                previous = c
                 let multi = at(i + 1) == c && at(i + 2) == c
                 i += multi ? 3 : 1
                 while i < s.count {
@@ -169,10 +173,13 @@ public enum ConfigFile {
                     i += 1
                 }
                 continue
-            case "[", "{": depth += 1
-            case "]", "}": depth = max(0, depth - 1)
+            case "[", "{": open.append(c)
+            case "}" where open.last == "[" && (previous == "[" || previous == ","):
+                throw ConfigFileError(path: path, line: line, message: "array: expected a value or ']', saw '}'")
+            case "]", "}": _ = open.popLast()
             default: break
             }
+            previous = c
             i += 1
         }
     }

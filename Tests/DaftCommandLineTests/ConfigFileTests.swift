@@ -166,6 +166,8 @@ final class ConfigFileTests: XCTestCase {
             ("x = 1\n[\n", "cfg.toml:2: table header: expected a bare key or a quoted key after '[', saw the end of the line"),
             ("[[[a]]]\n", "cfg.toml:1: table header: expected a bare key or a quoted key after '[', saw '['"),
             ("\u{FEFF}[[[[[[[", "cfg.toml:1: table header: expected a bare key or a quoted key after '[', saw '['"),  // fuzzed: BOM first
+            ("t = [}", "cfg.toml:1: array: expected a value or ']', saw '}'"),  // fuzzed: toml++ asserted in parse_value
+            ("a = 1\nt = [\n  1, # c\n}\n", "cfg.toml:4: array: expected a value or ']', saw '}'"),
         ]
         for (text, expected) in cases {
             XCTAssertThrowsError(try ConfigFile.parseTOML(text, path: "cfg.toml"), text.debugDescription) {
@@ -179,6 +181,11 @@ final class ConfigFileTests: XCTestCase {
                        ["a": .array([.int(1)]), "quoted.k": .int(1), "t-1.j": .string("]")])
         XCTAssertThrowsError(try ConfigFile.parseTOML("a = [\n[=],\n]\n", path: "cfg.toml")) {
             XCTAssertFalse(String(describing: $0).contains("table header"), "\($0)")
+        }
+        XCTAssertEqual(try ConfigFile.parseTOML("t = { a = [1, 2] }\nu = [\"}\", '{']\n"),
+                       ["t.a": .array([.int(1), .int(2)]), "u": .array([.string("}"), .string("{")])])
+        XCTAssertThrowsError(try ConfigFile.parseTOML("t = [1 }", path: "cfg.toml")) {   // toml++'s own error
+            XCTAssertFalse(String(describing: $0).contains("array: expected a value"), "\($0)")
         }
     }
 
