@@ -28,6 +28,23 @@ let avx512SwiftSettings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "skylake
 let avx512SwiftSettings: [SwiftSetting] = []
 #endif
 
+// DAFT_FUZZ=1 in the environment (launch/fuzz.sh sets it, with its own --scratch-path .build-fuzz) adds the
+// libFuzzer targets of Fuzz/Sources/fuzz-* (each an executable whose entry point is LLVMFuzzerTestOneInput,
+// hence -parse-as-library) and instruments the image shim's C for coverage and AddressSanitizer; the Swift
+// modules get `-sanitize=fuzzer,address` from fuzz.sh's -Xswiftc. Ordinary builds never see any of it.
+let fuzzing = ProcessInfo.processInfo.environment["DAFT_FUZZ"] == "1"
+let fuzzCSettings: [CSetting] = fuzzing ? [.unsafeFlags(["-fsanitize=fuzzer-no-link,address"])] : []
+let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+    ("fuzz-safetensors", ["DaftInterop"]),
+    ("fuzz-npy", ["DaftInterop"]),
+    ("fuzz-idx", ["DaftData"]),
+    ("fuzz-idxgz", ["DaftData"]),
+    ("fuzz-image", ["DaftData"]),
+    ("fuzz-config", ["DaftCommandLine"]),
+    ("fuzz-manifest", ["DaftCoordinator"]),
+    ("fuzz-trainer-state", ["DaftCoordinator", "DaftEngine"]),
+]
+
 let package = Package(
     name: "daft",
     products: [
@@ -57,7 +74,7 @@ let package = Package(
         .target(name: "CMPIShim", dependencies: ["CMPI"], path: "Sources/CMPIShim"),
         // libpng and libjpeg report errors by longjmp, which Swift cannot catch: this shim decodes and encodes
         // PNG/JPEG in C and returns an error string instead.
-        .target(name: "CImageShim", dependencies: ["CPNG", "CJPEG"], path: "Sources/CImageShim"),
+        .target(name: "CImageShim", dependencies: ["CPNG", "CJPEG"], path: "Sources/CImageShim", cSettings: fuzzCSettings),
 
         // kernels: float32 tensors and forward/backward kernels on OpenBLAS.
         .target(name: "DaftKernels", dependencies: ["CBLAS", "CCPUID", "DaftKernelsAVX512"], swiftSettings: kernelSwiftSettings),
@@ -124,3 +141,13 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+if fuzzing {
+    // <module>_main for each target: SwiftPM's `--defsym main=<module>_main` lands there, and it starts libFuzzer.
+    package.targets.append(.target(name: "CFuzzMain", path: "Fuzz/Sources/CFuzzMain"))
+    for target in fuzzTargets {
+        package.targets.append(.executableTarget(name: target.name, dependencies: target.dependencies + ["CFuzzMain"],
+                                                 path: "Fuzz/Sources/\(target.name)",
+                                                 swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    }
+}

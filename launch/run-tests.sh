@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite (what .ci/run runs): installs, builds, runs every XCTest (MPI tests run for real
 # under mpirun with --oversubscribe; the heavy end-to-end runs use the release binaries through
-# DAFT_BIN_DIR), then the README main job in its CI-sized form. The Python environment the PyTorch
-# comparisons need (launch/python-env.sh) installs in the background while Swift builds.
+# DAFT_BIN_DIR), a short libFuzzer run of every parser (launch/fuzz.sh), then the README main job in its
+# CI-sized form. The Python environment the PyTorch comparisons need (launch/python-env.sh) installs in the
+# background while Swift builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/install-deps.sh
@@ -21,4 +22,7 @@ else
   tail -5 .build/python-env.log >&2
 fi
 DAFT_BIN_DIR=$PWD/.build/release swift test --skip-build
+# Coverage-guided fuzzing, short: each parser's libFuzzer target for 10 s after replaying the crash inputs kept in
+# Fuzz/regressions (sanitizer build in .build-fuzz; the long runs and their numbers are in docs/reliability.md).
+bash launch/fuzz.sh all 10
 bash launch/main-job.sh --quick

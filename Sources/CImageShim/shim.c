@@ -328,6 +328,20 @@ int daft_jpeg_decode(const unsigned char *bytes, size_t size, uint64_t max_pixel
                   (unsigned long long)cinfo->image_width * cinfo->image_height, (unsigned long long)max_pixels);
         longjmp(c->failure.jump, 1);
     }
+    // Every 8x8 block of every component costs at least one bit of entropy-coded data in a complete file (a DC
+    // code in a sequential or a progressive DC scan; Huffman codes are at least one bit long). A file with fewer
+    // bits than its header's blocks is truncated or corrupt, and decoding it would pad the missing blocks: a few
+    // hundred bytes claiming 16384 x 16384 pixels took minutes and 2 GB. (Arithmetic coding, SOF9-11, which
+    // common encoders never write, can go below one bit per block for flat images; the same rule refuses those.)
+    unsigned long long blocks = 0;
+    for (int ci = 0; ci < cinfo->num_components; ci++) {
+        blocks += (unsigned long long)cinfo->comp_info[ci].width_in_blocks * cinfo->comp_info[ci].height_in_blocks;
+    }
+    if (blocks > 8ULL * size) {
+        set_error(out, "truncated or corrupt: a %u x %u image of %d components needs at least %llu bytes of coded data, the file has %zu",
+                  cinfo->image_width, cinfo->image_height, cinfo->num_components, (blocks + 7) / 8, size);
+        longjmp(c->failure.jump, 1);
+    }
     int cmyk = 0;
     switch (cinfo->jpeg_color_space) {
     case JCS_GRAYSCALE: cinfo->out_color_space = JCS_GRAYSCALE; break;

@@ -104,6 +104,7 @@ public enum ConfigFile {
 
     /// Parses TOML text with TOMLKit; `path` is used in error messages.
     public static func parseTOML(_ text: String, path: String = "<toml>") throws -> [String: ConfigValue] {
+        try checkTableHeaders(text, path: path)
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -113,6 +114,74 @@ public enum ConfigFile {
         var result: [String: ConfigValue] = [:]
         try addTOML(table, prefix: "", to: &result, path: path)
         return result
+    }
+
+    /// toml++ 3.4 (inside TOMLKit) asserts, aborting the process (in release builds too), on a table header
+    /// whose first character after `[` or `[[` (and spaces) cannot start a key: `[=]`, `[.a]`, `[é]`, `[` at the
+    /// end of a line; and on a `}` where an array expects a value (`t = [}`, `t = [1, }`). This finds both before
+    /// TOMLKit sees the text and throws a one-line error. A header is a `[` that starts a line outside any
+    /// string, comment or value (brackets and braces of arrays and inline tables are tracked), which is where
+    /// toml++ parses one.
+    static func checkTableHeaders(_ text: String, path: String) throws {
+        let s = Array(text.unicodeScalars)
+        var i = s.first == "\u{FEFF}" ? 1 : 0, line = 1, lineStart = true   // toml++ skips a byte-order mark
+        var open: [Unicode.Scalar] = []          // the unclosed [ and { outside strings and comments
+        var previous: Unicode.Scalar = "\n"      // the last character outside strings, comments and white space
+        func at(_ k: Int) -> Unicode.Scalar? { k < s.count ? s[k] : nil }
+        func startsKey(_ c: Unicode.Scalar) -> Bool {
+            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "_" || c == "-")
+                || c == "\"" || c == "'" || c == "]"
+        }
+        while i < s.count {
+            let c = s[i]
+            if c == "\n" { line += 1; lineStart = true; i += 1; continue }
+            if c == " " || c == "\t" || c == "\r" { i += 1; continue }
+            if lineStart && open.isEmpty && c == "[" {
+                var k = i + 1
+                if at(k) == "[" { k += 1 }
+                while at(k) == " " || at(k) == "\t" { k += 1 }
+                if let next = at(k), !startsKey(next) {
+                    let shown = next == "\n" || next == "\r" ? "the end of the line" : "'\(next)'"
+                    throw ConfigFileError(path: path, line: line,
+                                          message: "table header: expected a bare key or a quoted key after '[', saw \(shown)")
+                }
+            }
+            lineStart = false
+            switch c {
+            case "#":
+                while i < s.count && s[i] != "\n" { i += 1 }
+                continue
+            case "\"", "'":
+                previous = c
+                let multi = at(i + 1) == c && at(i + 2) == c
+                i += multi ? 3 : 1
+                while i < s.count {
+                    if c == "\"" && s[i] == "\\" {
+                        if at(i + 1) == "\n" { line += 1 }
+                        i += 2
+                        continue
+                    }
+                    if s[i] == "\n" {
+                        if !multi { break }
+                        line += 1
+                    }
+                    if s[i] == c && (!multi || (at(i + 1) == c && at(i + 2) == c)) {
+                        i += multi ? 3 : 1
+                        while multi && at(i) == c { i += 1 }  // up to two quotes may end the content
+                        break
+                    }
+                    i += 1
+                }
+                continue
+            case "[", "{": open.append(c)
+            case "}" where open.last == "[" && (previous == "[" || previous == ","):
+                throw ConfigFileError(path: path, line: line, message: "array: expected a value or ']', saw '}'")
+            case "]", "}": _ = open.popLast()
+            default: break
+            }
+            previous = c
+            i += 1
+        }
     }
 
     /// Parses YAML text (one document whose top level is a mapping) with Yams; `path` is used in error messages.

@@ -452,31 +452,8 @@ public struct CheckpointStore: Sendable {
         } catch let error as DurableIO.Failure {
             throw CheckpointError.unreadableManifest(dir: dirPath, reason: error.message)
         }
-        let manifest: Manifest
-        do {
-            manifest = try Manifest.decode(raw)
-        } catch let error as ManifestProblem {
-            throw CheckpointError.unreadableManifest(dir: dirPath, reason: error.reason)
-        }
-        if let named = step(fromDirectoryName: dirURL.lastPathComponent), named != manifest.step {
-            throw CheckpointError.unreadableManifest(
-                dir: dirPath, reason: "manifest step \(manifest.step) does not match the directory name")
-        }
-        guard let created = timestampFormatter().date(from: manifest.created) else {
-            throw CheckpointError.unreadableManifest(dir: dirPath, reason: "invalid 'created' time '\(manifest.created)'")
-        }
-        var files: [String: CheckpointFile] = [:]
-        for name in manifest.files.keys.sorted() {
-            let entry = manifest.files[name]!
-            guard isValidFileName(name) else {
-                throw CheckpointError.unreadableManifest(dir: dirPath, reason: "invalid file name '\(name)'")
-            }
-            guard entry.size >= 0, entry.sha256.count == 64,
-                  entry.sha256.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
-                throw CheckpointError.unreadableManifest(dir: dirPath, reason: "invalid size or sha256 for '\(name)'")
-            }
-            files[name] = CheckpointFile(size: entry.size, sha256: entry.sha256)
-        }
+        let parsed = try info(manifest: raw, dir: dirURL)
+        let files = parsed.files
         for name in files.keys.sorted() where checkFiles {
             let entry = files[name]!
             let path = dirURL.appendingPathComponent(name).path
@@ -504,6 +481,43 @@ public struct CheckpointStore: Sendable {
                     throw CheckpointError.checksumMismatch(dir: dirPath, file: name, expected: entry.sha256, actual: actual)
                 }
             }
+        }
+        return parsed
+    }
+
+    /// The checkpoint `manifest.json` bytes `raw` describe, as found in `dir` (standardized): the manifest is
+    /// parsed and checked (format and version, field types, the step against the directory name, the `created`
+    /// time, file names, sizes and checksums' spelling), but no file is looked at. Errors are
+    /// `CheckpointError.unreadableManifest` naming `dir`.
+    static func info(manifest raw: [UInt8], dir dirURL: URL) throws -> CheckpointInfo {
+        let dirPath = dirURL.path
+        let manifest: Manifest
+        do {
+            manifest = try Manifest.decode(raw)
+        } catch let error as ManifestProblem {
+            throw CheckpointError.unreadableManifest(dir: dirPath, reason: error.reason)
+        }
+        guard manifest.step >= 0 else {
+            throw CheckpointError.unreadableManifest(dir: dirPath, reason: "manifest step \(manifest.step) is negative")
+        }
+        if let named = step(fromDirectoryName: dirURL.lastPathComponent), named != manifest.step {
+            throw CheckpointError.unreadableManifest(
+                dir: dirPath, reason: "manifest step \(manifest.step) does not match the directory name")
+        }
+        guard let created = timestampFormatter().date(from: manifest.created) else {
+            throw CheckpointError.unreadableManifest(dir: dirPath, reason: "invalid 'created' time '\(manifest.created)'")
+        }
+        var files: [String: CheckpointFile] = [:]
+        for name in manifest.files.keys.sorted() {
+            let entry = manifest.files[name]!
+            guard isValidFileName(name) else {
+                throw CheckpointError.unreadableManifest(dir: dirPath, reason: "invalid file name '\(name)'")
+            }
+            guard entry.size >= 0, entry.sha256.count == 64,
+                  entry.sha256.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+                throw CheckpointError.unreadableManifest(dir: dirPath, reason: "invalid size or sha256 for '\(name)'")
+            }
+            files[name] = CheckpointFile(size: entry.size, sha256: entry.sha256)
         }
         return CheckpointInfo(url: dirURL, step: manifest.step, created: created, info: manifest.info,
                               isBest: manifest.isBest, metric: manifest.metric, files: files)

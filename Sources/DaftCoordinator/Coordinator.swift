@@ -136,9 +136,7 @@ public final class Coordinator {
             let weights = try SafeTensorsFile.decode(blobs["weights.safetensors"]!, source: "checkpoint weights.safetensors")
             let model = ResNet(try ResNetConfig.infer(from: weights, source: "checkpoint weights.safetensors"))
             try StateDict.load(weights, into: model, source: "checkpoint weights.safetensors")
-            let decoder = JSONDecoder()
-            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            let saved = try decoder.decode(SavedTrainer.self, from: Data(blobs["trainer.json"]!))
+            let saved = try Coordinator.decodeSavedTrainer(blobs["trainer.json"]!, source: "checkpoint trainer.json")
             guard saved.optionsHash == Coordinator.optionsHash(options) else {
                 throw ModelError("resume: checkpoint was made with different options (method, lr, batch, seed, data ...); use the same flags or a new --out")
             }
@@ -202,6 +200,41 @@ public final class Coordinator {
         var optionsHash: String
         var worldSize: Int
         var arch: String
+    }
+
+    /// Decodes a checkpoint's `trainer.json` (what `checkpoint` writes) and checks what resuming relies on: the
+    /// counters are not negative (`best_epoch` may be -1, "none yet"), `metrics_lines` (the metrics.jsonl lines
+    /// to keep) is absent or not negative, and the world size is positive. Errors are one-line `ModelError`s
+    /// "`source`: problem".
+    static func decodeSavedTrainer(_ bytes: [UInt8], source: String) throws -> SavedTrainer {
+        func fail(_ problem: String) -> ModelError {
+            ModelError("\(source): \(problem)".split(whereSeparator: \.isNewline).joined(separator: " "))
+        }
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let saved: SavedTrainer
+        do {
+            saved = try decoder.decode(SavedTrainer.self, from: Data(bytes))
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw fail("missing field '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw fail("field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has the wrong type")
+        } catch let DecodingError.valueNotFound(_, context) {
+            throw fail("field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' is null")
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            throw fail("field '\(context.codingPath.map(\.stringValue).joined(separator: "."))' has an invalid value")
+        } catch {
+            throw fail("not valid JSON")
+        }
+        let s = saved.state
+        let counters = [("state.epoch", s.epoch), ("state.stepInEpoch", s.stepInEpoch), ("state.globalStep", s.globalStep),
+                        ("state.epochsWithoutImprovement", s.epochsWithoutImprovement), ("state.metricsLines", s.metricsLines ?? 0)]
+        if let (name, value) = counters.first(where: { $0.1 < 0 }) {
+            throw fail("field '\(name)' is \(value), must not be negative")
+        }
+        if s.bestEpoch < -1 { throw fail("field 'state.bestEpoch' is \(s.bestEpoch), must be -1 (none) or an epoch") }
+        if saved.worldSize < 1 { throw fail("field 'worldSize' is \(saved.worldSize), must be at least 1") }
+        return saved
     }
 
     /// Rank 0 writes a checkpoint directory (weights, optimizer, reference weights, trainer state; manifest last).

@@ -105,7 +105,8 @@ public struct IDXArray: Sendable {
         defer { gzclose(gz) }
         _ = gzbuffer(gz, 1 << 17)
         var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        // 64 KiB: a small labels file needs no more, and a 47 MB image file takes ~700 reads (zlib buffers 128 KiB).
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let n = chunk.withUnsafeMutableBytes { gzread(gz, $0.baseAddress, UInt32($0.count)) }
             if n < 0 {

@@ -120,6 +120,9 @@ public enum ImageCodec {
     ///   PNG with values above 255 comes out white where Pillow's does).
     /// - JPEG greyscale → 1 channel, YCbCr/RGB → 3; CMYK/YCCK → 3 channels converted as Pillow's
     ///   `convert('RGB')` converts its CMYK (Adobe-inverted) image.
+    /// A JPEG smaller than one bit per 8×8 block of the image its header declares is refused as truncated or
+    /// corrupt before decoding (a few hundred bytes claiming 16384 × 16384 pixels would otherwise cost minutes and
+    /// gigabytes while libjpeg pads the missing blocks).
     /// Every failure (unknown format, corrupt or truncated data, an image over `maxPixels`) is a one-line
     /// `DataError` "`source`: PNG|JPEG: problem". Nothing is printed.
     public static func decode(_ bytes: [UInt8], source: String, maxPixels: Int = ImageCodec.maxPixels) throws -> DecodedImage {

@@ -151,6 +151,44 @@ final class ConfigFileTests: XCTestCase {
         }
     }
 
+    /// toml++ asserts (aborting `daft`, release builds included) on a table header whose first character cannot
+    /// start a key; ConfigFile finds such headers first. Found by `launch/fuzz.sh config`: the first case is its
+    /// input (Fuzz/regressions/config/toml-header-non-key-char.toml), bytes 0x87... after '[' on line 7.
+    func testTOMLTableHeaderThatCannotStartAKeyIsAnErrorNotAnAbort() throws {
+        let fuzzed = String(decoding: Array("method = \"daft\"\nepochs = 3\nbatch-size = 64\nlr-head = 0.5\naugment = false\nseed = 7\n[".utf8)
+            + [0x87, 0x90, 0x9b, 0xa2, 0xf5, 0x8d, 0x90, 0x8b] + Array("ate = \"data/rot\"\n[data]\nfolders = [\"a\", \"b\"]\n".utf8),
+            as: UTF8.self)
+        let cases: [(String, String)] = [
+            (fuzzed, "cfg.toml:7: table header: expected a bare key or a quoted key after '[', saw '\u{FFFD}'"),
+            ("[=]\na = 1\n", "cfg.toml:1: table header: expected a bare key or a quoted key after '[', saw '='"),
+            ("a = 1\n  [[ .x]]\n", "cfg.toml:2: table header: expected a bare key or a quoted key after '[', saw '.'"),
+            ("s = \"\"\"\nx\n\"\"\"\n[é]\n", "cfg.toml:4: table header: expected a bare key or a quoted key after '[', saw 'é'"),
+            ("x = 1\n[\n", "cfg.toml:2: table header: expected a bare key or a quoted key after '[', saw the end of the line"),
+            ("[[[a]]]\n", "cfg.toml:1: table header: expected a bare key or a quoted key after '[', saw '['"),
+            ("\u{FEFF}[[[[[[[", "cfg.toml:1: table header: expected a bare key or a quoted key after '[', saw '['"),  // fuzzed: BOM first
+            ("t = [}", "cfg.toml:1: array: expected a value or ']', saw '}'"),  // fuzzed: toml++ asserted in parse_value
+            ("a = 1\nt = [\n  1, # c\n}\n", "cfg.toml:4: array: expected a value or ']', saw '}'"),
+        ]
+        for (text, expected) in cases {
+            XCTAssertThrowsError(try ConfigFile.parseTOML(text, path: "cfg.toml"), text.debugDescription) {
+                XCTAssertEqual(String(describing: $0), expected)
+            }
+        }
+        // A '[' starting a line inside a string, a comment or a value is not a header, and valid headers pass.
+        XCTAssertEqual(try ConfigFile.parseTOML("s = \"\"\"\n[=]\n\"\"\"\nt = '''\n[.x]\n'''\n# [=]\n"),
+                       ["s": .string("[=]\n"), "t": .string("[.x]\n")])
+        XCTAssertEqual(try ConfigFile.parseTOML("a = [\n  1,\n]\n[\"quoted\"]\nk = 1\n[ t-1 ]\nj = \"]\"\n"),
+                       ["a": .array([.int(1)]), "quoted.k": .int(1), "t-1.j": .string("]")])
+        XCTAssertThrowsError(try ConfigFile.parseTOML("a = [\n[=],\n]\n", path: "cfg.toml")) {
+            XCTAssertFalse(String(describing: $0).contains("table header"), "\($0)")
+        }
+        XCTAssertEqual(try ConfigFile.parseTOML("t = { a = [1, 2] }\nu = [\"}\", '{']\n"),
+                       ["t.a": .array([.int(1), .int(2)]), "u": .array([.string("}"), .string("{")])])
+        XCTAssertThrowsError(try ConfigFile.parseTOML("t = [1 }", path: "cfg.toml")) {   // toml++'s own error
+            XCTAssertFalse(String(describing: $0).contains("array: expected a value"), "\($0)")
+        }
+    }
+
     /// Valid TOML that no flag can take: an error naming the file and the key.
     func testTOMLValuesNoFlagTakesNameTheKey() {
         let cases: [(String, String)] = [

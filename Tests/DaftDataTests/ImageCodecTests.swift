@@ -194,6 +194,33 @@ final class ImageCodecTests: XCTestCase {
         assertOneLineError(try ImageCodec.decode(jpeg, source: "bomb.jpg"), contains: ["bomb.jpg", "JPEG", "65000 x 65000", "limit"])
     }
 
+    /// A JPEG whose header declares far more 8×8 blocks than its data has bits (every block costs at least one)
+    /// is refused before decoding: these two files (Fuzz/regressions/image: the seed corpus's progressive and
+    /// CMYK JPEGs with SOF dimensions set to 16384 × 16384, exactly maxPixels) took 372 s / 2.0 GB and 134 s /
+    /// 1.9 GB each, libjpeg padding the missing blocks. A tiny baseline file written by our encoder, too.
+    func testJPEGHeaderLargerThanItsDataIsRefusedQuickly() throws {
+        let regressions = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz/regressions/image")
+        var baseline = try ImageCodec.encodeJPEG(randomImage(width: 8, height: 8, channels: 3, seed: 4), quality: 80)
+        let sof = try XCTUnwrap(findMarker(0xC0, in: baseline))
+        baseline.replaceSubrange(sof + 5 ..< sof + 9, with: [0x40, 0x00, 0x40, 0x00])  // 16384 × 16384
+        let cases: [(String, [UInt8], String)] = [
+            ("progressive.jpg", try fileBytes(regressions.appendingPathComponent("progressive-16384x16384-header-542-bytes.jpg")),
+             "progressive.jpg: JPEG: truncated or corrupt: a 16384 x 16384 image of 3 components needs at least 786432 bytes of coded data, the file has 542"),
+            ("cmyk.jpg", try fileBytes(regressions.appendingPathComponent("cmyk-16384x16384-header-384-bytes.jpg")),
+             "cmyk.jpg: JPEG: truncated or corrupt: a 16384 x 16384 image of 4 components needs at least 2097152 bytes of coded data, the file has 384"),
+            ("baseline.jpg", baseline,
+             "baseline.jpg: JPEG: truncated or corrupt: a 16384 x 16384 image of 3 components needs at least 786432 bytes of coded data, the file has \(baseline.count)"),
+        ]
+        for (name, bytes, expected) in cases {
+            let start = Date()
+            XCTAssertThrowsError(try ImageCodec.decode(bytes, source: name), name) {
+                XCTAssertEqual(String(describing: $0), expected)
+            }
+            XCTAssertLessThan(Date().timeIntervalSince(start), 1, "\(name) was decoded instead of refused")
+        }
+    }
+
     // MARK: helpers
 
     private func findChunk(_ type: String, in png: [UInt8]) -> Int? {

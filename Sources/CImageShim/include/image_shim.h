@@ -34,7 +34,9 @@ int daft_png_decode(const unsigned char *bytes, size_t size, uint64_t max_pixels
 /// Decodes a baseline, extended or progressive 8-bit JPEG: greyscale → 1 channel, YCbCr/RGB → 3 channels,
 /// CMYK/YCCK → 3 channels converted as Pillow does (Adobe-inverted CMYK, then Pillow's cmyk2rgb).
 /// ISLOW DCT and fancy upsampling (libjpeg's and Pillow's defaults). Refuses images of more than max_pixels
-/// pixels and files of more than 1000 progressive scans. Returns 0 on success.
+/// pixels, files with fewer bytes than one bit per 8x8 block of the image their header declares (truncated or
+/// corrupt; libjpeg would pad every missing block) and files of more than 1000 progressive scans. Returns 0 on
+/// success.
 int daft_jpeg_decode(const unsigned char *bytes, size_t size, uint64_t max_pixels, daft_image_result *out);
 
 /// Encodes width × height × channels (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) 8-bit HWC pixels as a
