@@ -22,7 +22,7 @@ else
   tail -5 .build/python-env.log >&2
 fi
 DAFT_BIN_DIR=$PWD/.build/release swift test --skip-build
-# Coverage-guided fuzzing, short: each parser's libFuzzer target for 10 s after replaying the crash inputs kept in
+# Coverage-guided fuzzing, short: each parser's libFuzzer target for 5 s after replaying the crash inputs kept in
 # Fuzz/regressions (sanitizer build in .build-fuzz; the long runs and their numbers are in docs/reliability.md).
-bash launch/fuzz.sh all 10
+bash launch/fuzz.sh all 5
 bash launch/main-job.sh --quick
