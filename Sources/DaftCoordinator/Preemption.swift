@@ -25,9 +25,6 @@ public enum PreemptionSignal {
     /// The signal this process received, if any (0: none).
     public static var pending: Int32 { received.load(ordering: .relaxed) }
 
-    /// Forgets a received signal (tests; a process that keeps running after handling one).
-    public static func reset() { received.store(0, ordering: .relaxed) }
-
     /// The signal's name for messages.
     public static func name(_ number: Int32) -> String {
         switch number {
@@ -45,7 +42,7 @@ public struct Preempted: Error, CustomStringConvertible {
     public static let exitCode: Int32 = 76
     /// The global step the checkpoint holds.
     public let step: Int
-    /// The checkpoint directory's name (`step-NNNNNNNN`).
+    /// The checkpoint directory's name (`ckpt-` and the step in 9 digits).
     public let checkpoint: String
     /// The signal that asked for it, e.g. `SIGUSR1`, or `SIGTERM on 1 of 2 ranks` when not every rank received it.
     public let signal: String
