@@ -17,4 +17,4 @@ rm -rf "$out"
 bash launch/local.sh -n 2 -- .build/release/daft finetune --method daft \
   --init pretrained/resnet20-fashion-source.safetensors \
   --data fashion-mnist:target-train@id --val-data fashion-mnist:target-val@id --test-data fashion-mnist:test@id \
-  "${ood[@]}" --epochs 5 --batch-size 128 --lr-head 0.3 --lr-backbone 0.1 --seed 0 --out "$out" "${quick[@]}"
+  "${ood[@]}" --epochs 5 --batch-size 128 --seed 0 --out "$out" "${quick[@]}"

@@ -92,9 +92,9 @@ struct TrainingFlags: ParsableArguments {
     @Option var epochs: Int = 5
     @Option(name: .customLong("max-steps"), help: "Stop after this many optimizer steps") var maxSteps: Int?
     @Option(name: .customLong("batch-size"), help: "Global batch size, split over ranks") var batchSize: Int = 128
-    @Option(help: "Learning rate of every parameter group") var lr: Double?
-    @Option(name: .customLong("lr-head")) var lrHead: Double?
-    @Option(name: .customLong("lr-backbone")) var lrBackbone: Double?
+    @Option(help: "Learning rate of every parameter group (default: the method's tuned rate; see `daft finetune --help`)") var lr: Double?
+    @Option(name: .customLong("lr-head"), help: "Head learning rate (two-rate methods: daft, fast-head-only)") var lrHead: Double?
+    @Option(name: .customLong("lr-backbone"), help: "Backbone learning rate (two-rate methods)") var lrBackbone: Double?
     @Option var momentum: Double = 0.9
     @Option(name: .customLong("weight-decay")) var weightDecay: Double = 0
     @Option var seed: UInt64 = 0
@@ -104,6 +104,7 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: "auto (newest valid checkpoint in --out) or a checkpoint directory") var resume: String?
     @Option(help: "Short last batch: drop, short (keep it; ranks may get unequal counts), pad") var tail: String = "drop"
     @Flag(name: .customLong("no-augment"), help: "Disable the training augmentation") var noAugment = false
+    @Option(help: "Training augmentation recipe: standard (±2 px translation, horizontal flip) or robust (plus a per-image mix of rotation, shrink, blur, gain/bias, noise, salt-and-pepper and inversion; see docs/fashion-shift.md)") var augment: String = "standard"
     @Option(name: .customLong("bucket-mb"), help: "Gradient all-reduce bucket size (MB)") var bucketMB: Double = 25
     @Option(name: .customLong("consistency-every"), help: "Compare parameter checksums across ranks every N steps (0: off)") var consistencyEvery: Int = 50
     @Option(name: .customLong("early-stop"), help: "Stop after N epochs without ID val improvement (0: never)") var earlyStop: Int = 0
@@ -135,15 +136,22 @@ struct TrainingFlags: ParsableArguments {
         guard let t = GlobalBatchPlan.TailPolicy(rawValue: tail) else { throw CLIError("--tail must be drop, short or pad, got '\(tail)'") }
         o.tail = t
         o.augment = !noAugment
+        guard Augmentation.named(augment) != nil else {
+            throw CLIError("--augment must be \(Augmentation.recipes.map(\.name).joined(separator: " or ")), got '\(augment)'")
+        }
+        if noAugment && augment != "standard" { throw CLIError("--no-augment and --augment \(augment) contradict each other") }
+        o.augmentation = augment == "standard" ? nil : augment
         o.bucketMegabytes = bucketMB
         o.consistencyEvery = consistencyEvery
         o.earlyStopPatience = earlyStop
-        // learning rates: --lr sets both groups; --lr-head / --lr-backbone override (methods with one rate use --lr)
+        // learning rates: --lr sets both groups; --lr-head / --lr-backbone override (methods with one rate use --lr);
+        // unset, the method's tuned defaults (Method.defaultLearningRates)
+        let defaults = method.defaultLearningRates
         if method.twoLearningRates {
-            o.lrHead = lrHead ?? lr ?? 0.3
-            o.lrBackbone = lrBackbone ?? lr ?? 0.01
+            o.lrHead = lrHead ?? lr ?? defaults.head
+            o.lrBackbone = lrBackbone ?? lr ?? defaults.backbone
         } else {
-            let one = lr ?? lrBackbone ?? lrHead ?? 0.01
+            let one = lr ?? lrBackbone ?? lrHead ?? defaults.backbone
             o.lrHead = lrHead ?? one
             o.lrBackbone = lrBackbone ?? one
         }

@@ -38,24 +38,62 @@ func loadModel(_ path: String) throws -> (ResNet, SafeTensorsFile) {
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Accuracy and loss of weights on a data set, each sample counted once on any number of ranks.")
     @Option(help: "Weights: safetensors file (any torchvision ResNet state_dict) or checkpoint directory") var weights: String
-    @Option(help: "Data set") var data: String = "fashion-mnist:test@id"
+    @Option(help: "Data set (repeatable: each is evaluated in turn, one line and one JSON record each)") var data: [String] = ["fashion-mnist:test@id"]
     @Option var limit: Int?
     @Option(name: .customLong("batch-size")) var batchSize: Int = 256
     @Option var threads: Int?
     @Flag var json = false
+    @Option(name: .customLong("bn-stats"), help: "BN running statistics to evaluate with: own (as saved), source (the pretrained source statistics restored, γ/β re-folded from the run's start statistics), or mix:α ((1−α)·own + α·start statistics); see docs/usage.md") var bnStats: String = "own"
+    @Option(help: "--bn-stats source|mix: the model the run started fine-tuning from (default: start.safetensors beside --weights, or a checkpoint directory's reference.safetensors)") var start: String?
+    @Option(help: "--bn-stats source: the pretrained weights (default: the file named in the start model's daft_init metadata)") var source: String?
     @OptionGroup var preprocessing: PreprocessingFlags
     @Option(help: "Config file (TOML or YAML)") var config: String?
     @OptionGroup var logging: LoggingFlags
 
     func run() throws {
         let comm = Runtime.communicator(threads: threads)
+        let policy = try EvaluationStatistics(parsing: bnStats)
         let (model, file) = try loadModel(weights)
+        if policy.needsStart { try applyStatistics(policy, to: model) }
         let norm = try preprocessing.normalization(config: model.config, metadata: file.metadata, source: weights)
-        let d = try Runtime.dataset(data, limit: limit, for: model.config, input: preprocessing)
-        let r = try Evaluation.evaluate(model: model, dataset: d, normalization: norm, batchSize: batchSize, communicator: comm)
-        guard comm.rank == 0 else { return }
-        print(String(format: "%@ on %@: accuracy %.4f  loss %.4f  (%d samples, %d rank(s))", weights, data, r.accuracy, r.loss, r.count, comm.size))
-        if json { try printJSON(["accuracy": r.accuracy, "loss": r.loss, "count": r.count]) }
+        for spec in data {
+            let d = try Runtime.dataset(spec, limit: limit, for: model.config, input: preprocessing)
+            let r = try Evaluation.evaluate(model: model, dataset: d, normalization: norm, batchSize: batchSize, communicator: comm)
+            guard comm.rank == 0 else { continue }
+            let stats = policy == .own ? "" : " [bn-stats \(policy)]"
+            print(String(format: "%@%@ on %@: accuracy %.4f  loss %.4f  (%d samples, %d rank(s))", weights, stats, spec, r.accuracy, r.loss, r.count, comm.size))
+            if json { try printJSON(["data": spec, "accuracy": r.accuracy, "loss": r.loss, "count": r.count, "bn_stats": policy.description] as [String: Any]) }
+        }
+    }
+
+    /// Loads the start (and for `source` the pretrained) model and rewrites `model`'s BN statistics.
+    func applyStatistics(_ policy: EvaluationStatistics, to model: ResNet) throws {
+        var isDir: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: weights, isDirectory: &isDir)
+        let startPath = start ?? (isDir.boolValue ? weights : URL(fileURLWithPath: weights).deletingLastPathComponent().appendingPathComponent("start.safetensors").path)
+        guard FileManager.default.fileExists(atPath: startPath) else {
+            throw CLIError("\(startPath): no start model for --bn-stats \(policy) (runs write start.safetensors beside final.safetensors); pass --start FILE")
+        }
+        let startModel: ResNet, startFile: SafeTensorsFile, startName: String
+        if start == nil && isDir.boolValue {
+            let store = CheckpointStore(root: URL(fileURLWithPath: weights).deletingLastPathComponent(), keep: 1)
+            startName = weights + "/reference.safetensors"
+            startFile = try SafeTensorsFile.decode(try store.validate(URL(fileURLWithPath: weights)).read("reference.safetensors"), source: startName)
+            startModel = ResNet(try ResNetConfig.infer(from: startFile, source: startName))
+            try StateDict.load(startFile, into: startModel, source: startName)
+        } else {
+            (startModel, startFile) = try loadModel(startPath)
+            startName = startPath
+        }
+        var sourceModel: ResNet? = nil, sourceName = ""
+        if policy == .source {
+            guard let path = source ?? startFile.metadata["daft_init"].flatMap({ $0.isEmpty ? nil : $0 }) else {
+                throw CLIError("\(startName): names no pretrained file (daft_init metadata); pass --source FILE")
+            }
+            sourceName = path
+            sourceModel = try loadModel(path).0
+        }
+        try policy.apply(to: model, start: startModel, source: sourceModel, startName: startName, sourceName: sourceName)
     }
 }
 

@@ -9,7 +9,10 @@ import DaftCommandLine
 struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fine-tune pretrained weights on a target domain (DAFT, FT, LP, LP-FT and ablations).",
-        discussion: "Methods: " + Method.allCases.map { "\($0.rawValue): \($0.summary)" }.joined(separator: "; "))
+        discussion: "Methods: " + Method.allCases.map { "\($0.rawValue): \($0.summary)" }.joined(separator: "; ")
+            + ". Default learning rates (tuned on fashion-shift ID validation): " + Method.allCases.filter { $0 != .lp }.map {
+                $0.twoLearningRates ? "\($0.rawValue) --lr-head \($0.defaultLearningRates.head) --lr-backbone \($0.defaultLearningRates.backbone)"
+                                    : "\($0.rawValue) --lr \($0.defaultLearningRates.backbone)" }.joined(separator: ", "))
     @Option(help: "Method: \(Method.allCases.map(\.rawValue).joined(separator: ", "))") var method: String = "daft"
     @Option(name: [.customLong("weights"), .customLong("init")], help: "Pretrained weights: any torchvision ResNet state_dict as safetensors (architecture read from the tensors)") var weights: String = "pretrained/resnet20-fashion-source.safetensors"
     @Option(name: .customLong("num-classes"), help: "Classes of the new head (default: from the data)") var numClasses: Int?
@@ -78,7 +81,7 @@ struct Pretrain: ParsableCommand {
         PreemptionSignal.install()
         let comm = Runtime.communicator(threads: flags.threads)
         var o = try flags.options(method: .ft)
-        if flags.lr == nil && flags.lrHead == nil && flags.lrBackbone == nil { o.lrHead = 0.1; o.lrBackbone = 0.1 }
+        if flags.lr == nil && flags.lrHead == nil && flags.lrBackbone == nil { o.lrHead = Method.pretrainingLearningRate; o.lrBackbone = Method.pretrainingLearningRate }
         let spec = try DataSpec.parse(flags.data)
         let w = try widths.map { s -> [Int] in
             let v = s.split(separator: ",").compactMap { Int($0) }

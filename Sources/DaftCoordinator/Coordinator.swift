@@ -508,6 +508,13 @@ public final class Coordinator {
                     .write(to: inputs.outDirectory.appendingPathComponent("ridge.safetensors"))
             }
             try StateDict.file(model, extraMetadata: metadataExtras).write(to: inputs.outDirectory.appendingPathComponent("final.safetensors"))
+            // start.safetensors: the model fine-tuning started from (after conversion / probe), what
+            // `daft evaluate --bn-stats source|mix:α` takes the start statistics from; names the pretrained file
+            if inputs.initWeights != nil {
+                var meta = metadataExtras
+                meta["daft_init"] = inputs.initSource
+                try StateDict.file(trainer.reference, extraMetadata: meta).write(to: inputs.outDirectory.appendingPathComponent("start.safetensors"))
+            }
         }
         // evaluate the model selected on ID validation
         let selected = ResNet(model.config)

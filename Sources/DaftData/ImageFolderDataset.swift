@@ -101,7 +101,11 @@ public struct ImageFolderDataset: LabelledImages {
                 for k in stride(from: worker, to: n, by: workers) {
                     do {
                         // the torchvision recipe augments in the transform; native-size images augment in makeBatch
-                        let img = try image(at: indices[k], training: resized && augmentation != nil, seed: seed, epoch: epoch)
+                        var img = try image(at: indices[k], training: resized && augmentation != nil, seed: seed, epoch: epoch)
+                        if resized, let a = augmentation, !a.corruptions.isEmpty {  // the robust recipe, after the transform
+                            img = img.withUnsafeBufferPointer { a.corrupt($0, channels: channels, height: height, width: width,
+                                                                         seed: seed, epoch: epoch, sampleIndex: indices[k]) }
+                        }
                         (base + k * size).update(from: img, count: size)
                     } catch { errors.record(k, error) }
                 }

@@ -20,6 +20,25 @@ public enum Method: String, CaseIterable, Codable {
     /// Separate head / backbone learning rates (η_h ≫ η_b); otherwise one rate for everything.
     public var twoLearningRates: Bool { [.daft, .fastHeadOnly].contains(self) }
 
+    /// The learning rates `daft finetune` uses when no `--lr*` flag is given — the one place they are set. Each is
+    /// the setting the fashion-shift benchmark chose on ID validation for the method (docs/results.md); methods
+    /// with one rate use `backbone` for every parameter. LP trains no backbone (its probe has no learning rate).
+    public var defaultLearningRates: (head: Double, backbone: Double) {
+        switch self {
+        case .ft: return (0.03, 0.03)
+        case .lp: return (0.01, 0.01)
+        case .lpFT: return (3e-4, 3e-4)
+        case .daft: return (0.3, 0.1)
+        case .lpFTConversion: return (1e-3, 1e-3)
+        case .conversionOnly: return (0.1, 0.1)
+        case .fastHeadOnly: return (0.3, 0.1)
+        case .freeze: return (0.01, 0.01)
+        }
+    }
+
+    /// `daft pretrain`'s learning rate when none is given (from scratch, cosine-annealed; docs/fashion-shift.md).
+    public static let pretrainingLearningRate = 0.1
+
     public var summary: String {
         switch self {
         case .ft: return "fine-tune everything at one lr, BN in training mode, new head with nn.Linear's random init"

@@ -12,13 +12,16 @@ public struct TrainingOptions: Codable, Equatable {
     public var maxSteps: Int? = nil
     /// The global batch, split over ranks.
     public var batchSize = 128
-    public var lrHead = 1.0
-    public var lrBackbone = 1e-3
+    public var lrHead = Method.daft.defaultLearningRates.head
+    public var lrBackbone = Method.daft.defaultLearningRates.backbone
     public var momentum = 0.9
     public var weightDecay = 0.0
     public var seed: UInt64 = 0
     public var tail: GlobalBatchPlan.TailPolicy = .drop
     public var augment = true
+    /// The training augmentation's recipe (`--augment`: nil or "standard" = translation and flip, "robust" = the broad
+    /// corruption mix of `Augmentation.robust`); ignored when `augment` is false.
+    public var augmentation: String? = nil
     public var evalBatchSize = 256
     /// Gradient bucket size for the overlapped all-reduce.
     public var bucketMegabytes = 25.0
@@ -47,6 +50,11 @@ public struct TrainingOptions: Codable, Equatable {
     /// Ridge-probe regularisers tried on ID validation (λ of (G + λI)⁻¹C).
     public var ridgeLambdaGrid: [Double] = [1e-3, 1e-2, 1e-1, 1, 10]
     public init() {}
+
+    /// The augmentation training batches get (nil: none). BN conversion measures with it too (method.md §2).
+    public var trainingAugmentation: Augmentation? {
+        augment ? (Augmentation.named(augmentation ?? "standard") ?? .standard) : nil
+    }
 }
 
 /// The phases of a run, in order. The current phase and the progress inside it are part of every checkpoint.
@@ -140,7 +148,7 @@ public final class Trainer {
         prefetcher = BatchPrefetcher(depth: prefetchDepth, stepsPerEpoch: plan.batchesPerEpoch) { [plan, train, normalization, options, rank = communicator.rank] epoch, step in
             let global = epochs.batches(epoch: epoch)[step]
             let local = plan.localIndices(globalBatch: global, rank: rank)
-            let b = try train.batch(indices: local, normalization: normalization, augmentation: options.augment ? .standard : nil,
+            let b = try train.batch(indices: local, normalization: normalization, augmentation: options.trainingAugmentation,
                                     seed: options.seed, epoch: epoch)
             return (b.x, b.y, local.count, global.count)
         }
@@ -159,7 +167,7 @@ public final class Trainer {
         let convPlan = GlobalBatchPlan(count: train.count, globalBatch: options.batchSize, worldSize: comm.size,
                                        seed: options.seed, shuffle: options.conversionShuffled, tail: .drop)
         let stats = try BNConversion.measure(model: model, dataset: train, plan: convPlan, normalization: normalization,
-                                             augmentation: options.augment ? .standard : nil, seed: options.seed,
+                                             augmentation: options.trainingAugmentation, seed: options.seed,
                                              communicator: comm, maxBatches: options.conversionBatches,
                                              progress: progress.map { p in { p("convert-bn", $0, $1) } })
         BNConversion.apply(stats, to: model)

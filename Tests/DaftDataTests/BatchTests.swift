@@ -33,6 +33,38 @@ final class BatchTests: XCTestCase {
         XCTAssertNotEqual(makeBatch(dataset: data, indices: all, normalization: .fashionMNIST, augmentation: aug, seed: 2, epoch: 2).x, base)
     }
 
+    /// `--augment robust`: corruptions drawn from (seed, epoch, sample) only, so a sample is corrupted the same way in
+    /// any batch (on any number of ranks); each of the seven families fires with probability 0.25, so ≈13% of
+    /// images stay clean; with no draws the result is the standard recipe's, bit for bit.
+    func testRobustRecipeIsDeterministicPerSampleAndMixesCorruptionsAtTheStatedRate() {
+        let data = syntheticDataset(count: 400)
+        let robust = Augmentation.robust
+        XCTAssertEqual(robust.corruptions.count, 7)
+        XCTAssertEqual(Augmentation.named("robust"), robust)
+        XCTAssertEqual(Augmentation.named("standard"), .standard)
+        XCTAssertNil(Augmentation.named("heavy"))
+        let a = makeBatch(dataset: data, indices: [3, 5, 7], normalization: .fashionMNIST, augmentation: robust, seed: 1, epoch: 2)
+        XCTAssertEqual(a.x, makeBatch(dataset: data, indices: [3, 5, 7], normalization: .fashionMNIST, augmentation: robust, seed: 1, epoch: 2).x)
+        let alone = makeBatch(dataset: data, indices: [5], normalization: .fashionMNIST, augmentation: robust, seed: 1, epoch: 2)
+        XCTAssertEqual(alone.x, Array(a.x[256..<512]))
+        // per image: the robust batch equals the standard one exactly when no corruption was drawn
+        let all = Array(0..<data.count)
+        let r = makeBatch(dataset: data, indices: all, normalization: .fashionMNIST, augmentation: robust, seed: 9, epoch: 0).x
+        let s = makeBatch(dataset: data, indices: all, normalization: .fashionMNIST, augmentation: .standard, seed: 9, epoch: 0).x
+        var clean = 0
+        for i in all {
+            let img = data.pixels[i * 256 ..< (i + 1) * 256]
+            let corrupted = img.withUnsafeBufferPointer { robust.corrupt($0, channels: 1, height: 16, width: 16, seed: 9, epoch: 0, sampleIndex: i) }
+            let same = corrupted == Array(img)
+            if same { clean += 1 }
+            XCTAssertEqual(Array(r[i * 256 ..< (i + 1) * 256]) == Array(s[i * 256 ..< (i + 1) * 256]), same, "image \(i)")
+        }
+        // P(no corruption) = 0.75⁷ ≈ 0.133: 53 of 400 expected, σ ≈ 6.8
+        XCTAssertGreaterThan(clean, 30); XCTAssertLessThan(clean, 80)
+        // another epoch corrupts differently
+        XCTAssertNotEqual(makeBatch(dataset: data, indices: all, normalization: .fashionMNIST, augmentation: robust, seed: 9, epoch: 1).x, r)
+    }
+
     func testAugmentationParametersAndGeometry() {
         var flips = 0, seen = Set<Int>()
         for i in 0..<2000 {

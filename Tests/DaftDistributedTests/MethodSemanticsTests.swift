@@ -44,6 +44,11 @@ extension EndToEndTrainingTests {
                 let moved = try final.tensors[bn]!.floats() != reference.tensors[bn]!.floats()
                 XCTAssertEqual(moved, method != "lp-ft", "\(method): BN running statistics \(moved ? "moved" : "stayed") during fine-tuning")
             }
+            // start.safetensors (what `evaluate --bn-stats` reads) is that reference and names the pretrained file
+            let start = try tensors(out + "/start.safetensors")
+            XCTAssertEqual(start.tensors, reference.tensors, "\(method): start.safetensors is not the checkpoint's reference")
+            XCTAssertEqual(start.metadata["daft_init"], Self.pretrained)
+            if method == "daft" || method == "ft" || method == "lp-ft" { try checkEvaluationStatistics(out: out, method: method, data: data) }
             let results = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/results.json"))) as! [String: Any]
             if method == "lp" {
                 let d = try XCTUnwrap(results["distortion"] as? [String: Any], "lp \(extra): no distortion in results.json")
@@ -56,6 +61,33 @@ extension EndToEndTrainingTests {
                 }
             }
         }
+    }
+
+    /// `daft evaluate --bn-stats`: mix:0 is the model's own statistics exactly; source differs from own for methods
+    /// whose statistics moved (DAFT, FT) and equals it for LP-FT (statistics frozen, nothing to restore); a missing
+    /// start model is a one-line error.
+    func checkEvaluationStatistics(out: String, method: String, data: String) throws {
+        func evaluate(_ policy: String, _ extra: [String] = []) throws -> [String: Any] {
+            let r = try run(["evaluate", "--weights", out + "/final.safetensors", "--data", data, "--bn-stats", policy, "--json"] + extra)
+            let json = try XCTUnwrap(r.stdout.split(separator: "\n").last, r.stdout)
+            return try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+        }
+        let own = try evaluate("own"), zero = try evaluate("mix:0"), source = try evaluate("source")
+        // --data repeats: one JSON record per data set, in order
+        let twice = try run(["evaluate", "--weights", out + "/final.safetensors", "--data", data, "--data", data + "@clean", "--json"])
+        XCTAssertEqual(twice.stdout.split(separator: "\n").filter { $0.hasPrefix("{") }.count, 2, twice.stdout)
+        XCTAssertEqual(zero["loss"] as? Double, own["loss"] as? Double, "\(method): mix:0 is own")
+        XCTAssertEqual(source["bn_stats"] as? String, "source")
+        if method == "lp-ft" {
+            XCTAssertEqual(source["loss"] as! Double, own["loss"] as! Double, accuracy: 1e-6, "lp-ft: source statistics are its own")
+        } else {
+            XCTAssertNotEqual(source["loss"] as? Double, own["loss"] as? Double, "\(method): restoring the source statistics changed nothing")
+        }
+        let missing = try Harness.run(try Harness.binary("daft").path, ["evaluate", "--weights", out + "/final.safetensors", "--data", data,
+                                                                        "--bn-stats", "mix:0.5", "--start", out + "/nothing.safetensors"],
+                                      environment: [:], timeout: 60)
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.stderr.contains("\(out)/nothing.safetensors: no start model for --bn-stats mix:0.5"), missing.stderr)
     }
 
     /// Probing methods choose their regularisation on ID validation: without --val-data they stop with one line
