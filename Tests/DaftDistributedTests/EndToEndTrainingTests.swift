@@ -258,6 +258,9 @@ final class EndToEndTrainingTests: XCTestCase {
             (["finetune", "--init", Self.pretrained, "--data", "npy:/nonexistent/x.npy,/nonexistent/y.npy"], ["/nonexistent/x.npy"]),
             (["finetune", "--init", Self.pretrained, "--data", "fashion-mnist:nosuchsplit"], ["nosuchsplit"]),
             (["bench", "--arch", "resnet99"], ["unknown --arch 'resnet99'"]),
+            (["pretrain", "--augment", "heavy", "--data", data, "--out", dir("bad-aug")] + aStep, ["--augment must be standard or robust, got 'heavy'"]),
+            (["pretrain", "--augment", "robust", "--no-augment", "--data", data, "--out", dir("bad-aug2")] + aStep, ["--no-augment and --augment robust contradict"]),
+            (["evaluate", "--weights", Self.pretrained, "--data", data, "--bn-stats", "target"], ["--bn-stats must be own, source or mix:α"]),
             // an unknown stage used to train everything silently
             (["finetune", "--method", "freeze", "--unfreeze-from", "layer9", "--init", Self.pretrained, "--data", data, "--val-data", data,
               "--out", dir("bad-stage")] + aStep, ["--unfreeze-from 'layer9'", "layer1…layer3, fc"]),

@@ -90,6 +90,23 @@ extension EndToEndTrainingTests {
         XCTAssertTrue(missing.stderr.contains("\(out)/nothing.safetensors: no start model for --bn-stats mix:0.5"), missing.stderr)
     }
 
+    /// `--augment robust` reaches the training batches (the weights differ from the standard recipe's after two
+    /// steps), is deterministic (two runs are bit-identical) and is recorded in the checkpoint's options.
+    func testEndToEndRobustAugmentationTrainsDifferentlyAndReproducibly() throws {
+        let data = "npy:\(Self.dataX),\(Self.dataY)"
+        func pretrain(_ name: String, _ extra: [String]) throws -> SafeTensorsFile {
+            let out = dir(name)
+            try run(["pretrain", "--arch", "resnet20", "--widths", "4,8,16", "--data", data, "--batch-size", "16", "--max-steps", "2",
+                     "--epochs", "1", "--seed", "3", "--mean", "0.286", "--std", "0.353", "--out", out] + extra)
+            return try tensors(out + "/final.safetensors")
+        }
+        let standard = try pretrain("aug-standard", []), robust = try pretrain("aug-robust", ["--augment", "robust"])
+        XCTAssertEqual(try pretrain("aug-robust-again", ["--augment", "robust"]).tensors, robust.tensors, "robust augmentation is deterministic")
+        XCTAssertNotEqual(robust.tensors["conv1.weight"], standard.tensors["conv1.weight"], "--augment robust changed nothing")
+        let trainer = try String(contentsOfFile: try newestCheckpoint(dir("aug-robust")) + "/trainer.json", encoding: .utf8)
+        XCTAssertTrue(trainer.contains("\"augmentation\":\"robust\"") || trainer.contains("\"augmentation\" : \"robust\""), trainer)
+    }
+
     /// Probing methods choose their regularisation on ID validation: without --val-data they stop with one line
     /// naming the flag (they used to choose on the training set silently).
     func testEndToEndProbeWithoutValidationSetIsAnError() throws {
