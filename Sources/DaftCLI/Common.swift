@@ -104,7 +104,7 @@ struct TrainingFlags: ParsableArguments {
     @Option(help: "auto (newest valid checkpoint in --out) or a checkpoint directory") var resume: String?
     @Option(help: "Short last batch: drop, short (keep it; ranks may get unequal counts), pad") var tail: String = "drop"
     @Flag(name: .customLong("no-augment"), help: "Disable the training augmentation") var noAugment = false
-    @Option(help: "Training augmentation recipe: standard (±2 px translation, horizontal flip) or robust (plus a per-image mix of rotation, shrink, blur, gain/bias, noise, salt-and-pepper and inversion; see docs/fashion-shift.md)") var augment: String = "standard"
+    @Option(help: "Training augmentation recipe: standard (±2 px translation with edge padding, horizontal flip) or robust (plus a per-image mix of rotation, shrink, blur, gain/bias, noise, salt-and-pepper and inversion; see docs/fashion-shift.md)") var augment: String = "standard"
     @Option(name: .customLong("bucket-mb"), help: "Gradient all-reduce bucket size (MB)") var bucketMB: Double = 25
     @Option(name: .customLong("consistency-every"), help: "Compare parameter checksums across ranks every N steps (0: off)") var consistencyEvery: Int = 50
     @Option(name: .customLong("early-stop"), help: "Stop after N epochs without ID val improvement (0: never)") var earlyStop: Int = 0

@@ -46,8 +46,8 @@ public struct Normalization: Sendable, Equatable {
     }
 }
 
-/// Training augmentation: a random translation by up to `maxTranslation` pixels on each axis (zero
-/// padding) and a horizontal flip with probability `flipProbability`, after (for the robust recipe) a random mix
+/// Training augmentation: a random translation by up to `maxTranslation` pixels on each axis (edge
+/// padding: the nearest border pixel, as torchvision's `padding_mode="edge"`) and a horizontal flip with probability `flipProbability`, after (for the robust recipe) a random mix
 /// of image corruptions. The random draws for a sample are a function of (seed, epoch, sample index) only, so they
 /// do not depend on the number of ranks, the batch a sample lands in, or the order samples are processed.
 public struct Augmentation: Sendable, Equatable {
@@ -121,7 +121,7 @@ public struct Augmentation: Sendable, Equatable {
 /// A float32 NCHW batch of `indices.count` images of `dataset`, normalised with `normalization`,
 /// augmented when `augmentation` is given (draws from (seed, epoch, sample key) only; the key is the dataset
 /// index unless `sampleKeys` gives one per batch entry), and their labels. `x[n][c][y][x]` is output pixel (x, y) of channel c; with augmentation it reads input
-/// pixel (x' − dx, y − dy) where x' = W − 1 − x if flipped else x, and zero padding (pixel 0) outside.
+/// pixel (x' − dx, y − dy) where x' = W − 1 − x if flipped else x, clamped to the image (edge padding).
 public func makeBatch(dataset: ImageDataset, indices: [Int], normalization: Normalization,
                       augmentation: Augmentation?, seed: UInt64, epoch: Int, sampleKeys: [Int]? = nil) -> (x: [Float], y: [Int32]) {
     let c = dataset.channels, h = dataset.height, w = dataset.width
@@ -152,7 +152,9 @@ public func makeBatch(dataset: ImageDataset, indices: [Int], normalization: Norm
                             for xx in 0..<w {
                                 let fx = flip ? w - 1 - xx : xx
                                 let sx = fx - dx
-                                let p: UInt8 = (sy >= 0 && sy < h && sx >= 0 && sx < w) ? image[src + sy * w + sx] : 0
+                                // outside the image: its nearest edge pixel (torchvision's padding_mode "edge"), so a
+                                // shifted domain's background (gain/bias) is not framed by black strips
+                                let p = image[src + min(max(sy, 0), h - 1) * w + min(max(sx, 0), w - 1)]
                                 out[dst + yy * w + xx] = Float(p) * a + b
                             }
                         }

@@ -75,7 +75,15 @@ final class BatchTests: XCTestCase {
         }
         XCTAssertEqual(seen.count, 10)
         XCTAssertEqual(Double(flips) / 2000, 0.5, accuracy: 0.05)
-        // Geometry: a single bright pixel moves by (dx, dy) after the optional flip; zero padding.
+        // Edge padding: a uniform grey image (a gain/bias-shifted background) stays uniform under every draw — zero
+        // padding framed it with black strips, which a model with frozen (eval-mode) BN reads as a new domain
+        let grey = try! ImageDataset(name: "g", channels: 1, height: 6, width: 6, numClasses: 1, pixels: [UInt8](repeating: 100, count: 36), labels: [0])
+        for seed in UInt64(0)..<20 {
+            let x = makeBatch(dataset: grey, indices: [0], normalization: .unit(channels: 1), augmentation: .standard, seed: seed, epoch: 0).x
+            XCTAssertEqual(Set(x).count, 1, "seed \(seed) \(Augmentation.standard.parameters(seed: seed, epoch: 0, sampleIndex: 0))")
+            XCTAssertEqual(x[0], 100 / 255, accuracy: 1e-6)
+        }
+        // Geometry: a single bright pixel (inside the border) moves by (dx, dy) after the optional flip.
         var px = [UInt8](repeating: 0, count: 25)
         px[1 * 5 + 1] = 255
         let d = try! ImageDataset(name: "p", channels: 1, height: 5, width: 5, numClasses: 1, pixels: px, labels: [0])
