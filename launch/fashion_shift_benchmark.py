@@ -73,6 +73,8 @@ def spec(args, data, limit=None):
 def run(args, name, method, extra, lrs, seed):
     out = run_dir(args, method, extra, lrs, seed)
     res = os.path.join(out, "results.json")
+    if not os.path.exists(res) and args.report_only:
+        return None
     if not os.path.exists(res):
         cmd = ["bash", os.path.join(ROOT, "launch/local.sh"), "-n", str(args.ranks), "--", args.daft, "finetune",
                "--method", method, "--init", os.path.join(ROOT, REGIMES[args.regime]), "--no-epoch-ood",
@@ -148,6 +150,8 @@ def daft_json(args, cmd, cache):
     if os.path.exists(cache):
         with open(cache) as f:
             return [json.loads(l) for l in f if l.startswith("{")]
+    if args.report_only:
+        return None
     full = ["bash", os.path.join(ROOT, "launch/local.sh"), "-n", str(args.ranks), "--", args.daft] + cmd
     p = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
@@ -213,7 +217,7 @@ def wise(args, theta0, d, seed):
     vals = []
     for a in WISE_ALPHAS:
         path = os.path.join(folder, f"alpha{a}.safetensors")
-        if not os.path.exists(os.path.join(folder, f"eval-val{a}.jsonl")):
+        if not os.path.exists(os.path.join(folder, f"eval-val{a}.jsonl")) and not args.report_only:
             subprocess.run([args.daft, "interpolate", "--from", theta0, "--to", w, "--alpha", str(a), "--out", path], check=True, stdout=subprocess.DEVNULL)
         v = evaluate(args, path, f"val{a}", ["val"])
         if v:
@@ -222,7 +226,7 @@ def wise(args, theta0, d, seed):
         return None
     alpha = max(vals, key=lambda t: t[1])[0]
     path = os.path.join(folder, f"alpha{alpha}.safetensors")
-    if not os.path.exists(path):
+    if not os.path.exists(path) and not args.report_only:
         subprocess.run([args.daft, "interpolate", "--from", theta0, "--to", w, "--alpha", str(alpha), "--out", path], check=True, stdout=subprocess.DEVNULL)
     acc = evaluate(args, path, f"chosen{alpha}", ["val", "test"] + OOD)
     for a in WISE_ALPHAS:  # keep the chosen model only (1.1 MB each)
@@ -284,6 +288,7 @@ def main():
                     help="WiSE-FT sweep of FT, LP-FT and DAFT (α on ID val; --no-wise skips it)")
     ap.add_argument("--bn-stats", action=argparse.BooleanOptionalAction, default=True,
                     help="evaluate the selected models under each BN-statistics policy (--no-bn-stats skips it)")
+    ap.add_argument("--report-only", action="store_true", help="run nothing: write the report from the runs and evaluations already on disk")
     ap.add_argument("--max-steps", type=int, help="stop every run after N steps (a smoke test of the script, not a benchmark)")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs/fashion-shift"))
     ap.add_argument("--report", default=os.path.join(ROOT, "docs/results.md"))
@@ -368,14 +373,20 @@ def write_figure(args, results):
             else:
                 g.append(f'<rect x="{sx(x) - 5:.1f}" y="{sy(y) - 5:.1f}" width="10" height="10" fill="{c}"><title>{name} ({regime}): {x:.1f}, {y:.1f}</title></rect>')
         return g
-    a = [(r, n, x, y) for r, n, x, y, _ in pts]
+    # one ID-vs-OOD panel per regime (their scales differ by 20-40 points), then distortion vs OOD for all
+    panels = []
+    for regime in results:
+        a = [(r, n, x, y) for r, n, x, y, _ in pts if r == regime]
+        if a:
+            panels.append((f"{regime} pretraining: ID test vs mean OOD (%)", a, "ID test accuracy (%)"))
     b = [(r, n, l2, y) for r, n, _, y, l2 in pts if l2 is not None]
-    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * W + 230}" height="{H}" font-family="sans-serif">',
-           '<rect width="100%" height="100%" fill="white"/>']
-    svg += panel(0, "ID test vs mean OOD accuracy (%)", [p[2] for p in a], [p[3] for p in a], "ID test accuracy (%)", "mean OOD accuracy (%)", a)
     if b:
-        svg += panel(W, "feature distortion vs mean OOD", [p[2] for p in b], [p[3] for p in b], "penultimate-feature L2 to the start", "mean OOD accuracy (%)", b)
-    lx = 2 * W + 10
+        panels.append(("feature distortion vs mean OOD", b, "penultimate-feature L2 to the start"))
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{len(panels) * W + 230}" height="{H}" font-family="sans-serif">',
+           '<rect width="100%" height="100%" fill="white"/>']
+    for k, (title, items, xlabel) in enumerate(panels):
+        svg += panel(k * W, title, [p[2] for p in items], [p[3] for p in items], xlabel, "mean OOD accuracy (%)", items)
+    lx = len(panels) * W + 10
     svg.append(f'<circle cx="{lx + 6}" cy="30" r="5" fill="#444"/><text x="{lx + 16}" y="34" font-size="11">clean pretraining</text>')
     svg.append(f'<rect x="{lx + 1}" y="45" width="10" height="10" fill="#444"/><text x="{lx + 16}" y="54" font-size="11">robust pretraining</text>')
     for i, n in enumerate(names):
@@ -424,7 +435,7 @@ def write_report(args, results, seconds):
         for name, res in v["wise"].items():
             if res:
                 alphas = ", ".join(f"{r['alpha']:g}" for r in res)
-                L.append(f"| WiSE-FT of {name} | α on ID val: {alphas} | {fmt([r['val'] for r in res])} | {fmt([r['test'] for r in res])} | " +
+                L.append(f"| WiSE-FT of {name}{'' if len(res) == 3 else f' ({len(res)} of 3 seeds)'} | α on ID val: {alphas} | {fmt([r['val'] for r in res])} | {fmt([r['test'] for r in res])} | " +
                          " | ".join(fmt([r[d] for r in res]) for d in OOD) + f" | {fmt([r['meanOOD'] for r in res])} | | | |")
         L += ["", f"### BN statistics at evaluation ({regime})", "",
               "Each selected model evaluated with its own running statistics, with the pretrained source statistics restored "
@@ -438,7 +449,7 @@ def write_report(args, results, seconds):
                 continue
             mixes = [r["mix"] for r in res if "mix" in r]
             mix_alphas = ", ".join(f"{m['alpha']:g}" for m in mixes)
-            L.append(f"| {name} | {fmt([r['own']['test'] for r in res])} | {fmt([r['own']['meanOOD'] for r in res])} | "
+            L.append(f"| {name}{'' if len(res) == 3 else f' ({len(res)} of 3 seeds)'} | {fmt([r['own']['test'] for r in res])} | {fmt([r['own']['meanOOD'] for r in res])} | "
                      f"{fmt([r['source']['test'] for r in res])} | {fmt([r['source']['meanOOD'] for r in res])} | "
                      f"{mix_alphas} | {fmt([m['test'] for m in mixes])} | {fmt([m['meanOOD'] for m in mixes])} |")
         L += ["", f"### Tuning ({regime}, seed 0, ID validation accuracy %)", ""]

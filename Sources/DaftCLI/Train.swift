@@ -14,7 +14,7 @@ struct Finetune: ParsableCommand {
                 $0.twoLearningRates ? "\($0.rawValue) --lr-head \($0.defaultLearningRates.head) --lr-backbone \($0.defaultLearningRates.backbone)"
                                     : "\($0.rawValue) --lr \($0.defaultLearningRates.backbone)" }.joined(separator: ", "))
     @Option(help: "Method: \(Method.allCases.map(\.rawValue).joined(separator: ", "))") var method: String = "daft"
-    @Option(name: [.customLong("weights"), .customLong("init")], help: "Pretrained weights: any torchvision ResNet state_dict as safetensors (architecture read from the tensors)") var weights: String = "pretrained/resnet20-fashion-source.safetensors"
+    @Option(name: [.customLong("weights"), .customLong("init")], help: "Pretrained weights: any torchvision ResNet state_dict as safetensors (architecture read from the tensors); default: the robust fashion-shift checkpoint the default learning rates were tuned on") var weights: String = "pretrained/resnet20-fashion-robust.safetensors"
     @Option(name: .customLong("num-classes"), help: "Classes of the new head (default: from the data)") var numClasses: Int?
     @Option(name: .customLong("lp-solver"), help: "logistic or ridge") var lpSolver: String = "logistic"
     @Option(name: .customLong("unfreeze-from"), help: "freeze method: first trained stage (layer1…layerN)") var unfreezeFrom: String = "layer3"
