@@ -411,7 +411,8 @@ def write_report(args, results, seconds):
          f"(first {args.eval_limit} test images of each).",
          "- Accuracies in %, mean ± std over 3 seeds. Distortion: penultimate-feature L2 distance and cosine similarity "
          "between the selected model and the model at the start of fine-tuning (after conversion / probe), on ID test.",
-         "- Wall time: one run on the 2-core machine (2 ranks), training plus the final evaluations.",
+         "- Wall time: one run on the 2-core machine (2 ranks), training plus the final evaluations; noisy when other jobs "
+         "shared the machine (2026-12-06: much of the clean regime ran beside another benchmark or the test suite).",
          "- Picture: [images/fashion-shift-robustness.svg](images/fashion-shift-robustness.svg) (ID vs mean OOD, distortion vs mean OOD; circles clean, squares robust).", ""]
     for regime, v in results.items():
         rows = v["rows"]
@@ -452,6 +453,10 @@ def write_report(args, results, seconds):
             L.append(f"| {name}{'' if len(res) == 3 else f' ({len(res)} of 3 seeds)'} | {fmt([r['own']['test'] for r in res])} | {fmt([r['own']['meanOOD'] for r in res])} | "
                      f"{fmt([r['source']['test'] for r in res])} | {fmt([r['source']['meanOOD'] for r in res])} | "
                      f"{mix_alphas} | {fmt([m['test'] for m in mixes])} | {fmt([m['meanOOD'] for m in mixes])} |")
+        if not any(v["bn"].values()):
+            L.append("| (not measured in this run: the benchmark was stopped before this regime's BN-policy evaluations) | | | | | | | |")
+        if not any(v["wise"].values()):
+            L += ["", f"WiSE-FT ({regime}): not measured in this run (stopped before the sweep)."]
         L += ["", f"### Tuning ({regime}, seed 0, ID validation accuracy %)", ""]
         for name, _, _, tuned in rows:
             if tuned:
