@@ -400,9 +400,10 @@ def write_figure(args, results):
 
 
 def write_report(args, results, seconds):
-    cmd = "python3 launch/fashion_shift_benchmark.py " + " ".join(sys.argv[1:])
+    cmd = "python3 launch/fashion_shift_benchmark.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
+    took = "" if args.report_only else f" in {seconds / 60:.0f} min"
     L = ["# Fashion-shift results", "",
-         "Produced by `" + cmd.strip() + f"` in {seconds / 60:.0f} min (daft on {args.ranks} ranks, "
+         "Produced by `" + cmd.strip() + f"`{took} (daft on {args.ranks} ranks, "
          f"{args.epochs} epochs, global batch 128), in two pretraining regimes: " +
          ", ".join(f"*{r}* `{REGIMES[r]}`" for r in results) + " (recipes in [fashion-shift.md](fashion-shift.md)).", "",
          "- Target (ID) training: `fashion-mnist:target-train@id` (4,000 images); model selection and every learning rate on "
