@@ -16,7 +16,9 @@ func printJSON(_ object: [String: Any]) throws {
 }
 
 /// Loads weights from a safetensors file or a checkpoint directory (its weights.safetensors, checksum-verified).
-func loadModel(_ path: String) throws -> (ResNet, SafeTensorsFile) {
+/// `member`: which weights file of a checkpoint directory (`weights.safetensors`, or `reference.safetensors` for the
+/// model the run started from).
+func loadModel(_ path: String, member: String = "weights.safetensors") throws -> (ResNet, SafeTensorsFile) {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError("\(path): no such file or directory") }
     let file: SafeTensorsFile
@@ -24,8 +26,8 @@ func loadModel(_ path: String) throws -> (ResNet, SafeTensorsFile) {
     if isDir.boolValue {
         let store = CheckpointStore(root: URL(fileURLWithPath: path).deletingLastPathComponent(), keep: 1)
         let info = try store.validate(URL(fileURLWithPath: path))
-        source = path + "/weights.safetensors"
-        file = try SafeTensorsFile.decode(try info.read("weights.safetensors"), source: source)
+        source = path + "/" + member
+        file = try SafeTensorsFile.decode(try info.read(member), source: source)
     } else {
         source = path
         file = try SafeTensorsFile.read(URL(fileURLWithPath: path))
@@ -74,17 +76,10 @@ struct Evaluate: ParsableCommand {
         guard FileManager.default.fileExists(atPath: startPath) else {
             throw CLIError("\(startPath): no start model for --bn-stats \(policy) (runs write start.safetensors beside final.safetensors); pass --start FILE")
         }
-        let startModel: ResNet, startFile: SafeTensorsFile, startName: String
-        if start == nil && isDir.boolValue {
-            let store = CheckpointStore(root: URL(fileURLWithPath: weights).deletingLastPathComponent(), keep: 1)
-            startName = weights + "/reference.safetensors"
-            startFile = try SafeTensorsFile.decode(try store.validate(URL(fileURLWithPath: weights)).read("reference.safetensors"), source: startName)
-            startModel = ResNet(try ResNetConfig.infer(from: startFile, source: startName))
-            try StateDict.load(startFile, into: startModel, source: startName)
-        } else {
-            (startModel, startFile) = try loadModel(startPath)
-            startName = startPath
-        }
+        // a checkpoint directory carries its start model as reference.safetensors
+        let fromCheckpoint = start == nil && isDir.boolValue
+        let (startModel, startFile) = try loadModel(startPath, member: "reference.safetensors")
+        let startName = fromCheckpoint ? startPath + "/reference.safetensors" : startPath
         var sourceModel: ResNet? = nil, sourceName = ""
         if policy == .source {
             guard let path = source ?? startFile.metadata["daft_init"].flatMap({ $0.isEmpty ? nil : $0 }) else {

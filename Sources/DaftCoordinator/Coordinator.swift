@@ -245,7 +245,7 @@ public final class Coordinator {
         let model = trainer.model
         var files: [String: [UInt8]] = [:]
         files["weights.safetensors"] = try StateDict.file(model, extraMetadata: metadataExtras).encode()
-        files["reference.safetensors"] = try StateDict.file(trainer.reference, extraMetadata: metadataExtras).encode()
+        files["reference.safetensors"] = try StateDict.file(trainer.reference, extraMetadata: startMetadata).encode()
         var opt = SafeTensorsFile()
         if let sgd = trainer.sgd {
             opt.tensors["momentum"] = SafeTensor(floats: sgd.momentumBuffers.array(model.store.parameterCount), shape: [model.store.parameterCount])
@@ -287,6 +287,9 @@ public final class Coordinator {
     }
 
     var metadataExtras: [String: String] { ModelPreprocessing.metadata(inputs.normalization) }
+    /// The start model's metadata (start.safetensors, a checkpoint's reference.safetensors): also names the
+    /// pretrained file, which `daft evaluate --bn-stats source` restores the statistics of.
+    var startMetadata: [String: String] { metadataExtras.merging(["daft_init": inputs.initSource]) { _, new in new } }
 
     func restoreOptimizer() throws {
         guard let f = optimizerFromCheckpoint, let sgd = trainer.sgd, let m = f.tensors["momentum"], let h = f.tensors["has_momentum"] else { return }
@@ -511,9 +514,7 @@ public final class Coordinator {
             // start.safetensors: the model fine-tuning started from (after conversion / probe), what
             // `daft evaluate --bn-stats source|mix:α` takes the start statistics from; names the pretrained file
             if inputs.initWeights != nil {
-                var meta = metadataExtras
-                meta["daft_init"] = inputs.initSource
-                try StateDict.file(trainer.reference, extraMetadata: meta).write(to: inputs.outDirectory.appendingPathComponent("start.safetensors"))
+                try StateDict.file(trainer.reference, extraMetadata: startMetadata).write(to: inputs.outDirectory.appendingPathComponent("start.safetensors"))
             }
         }
         // evaluate the model selected on ID validation

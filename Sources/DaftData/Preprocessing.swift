@@ -114,7 +114,7 @@ public struct Augmentation: Sendable, Equatable {
             shift.apply(&x!, channels: c, height: h, width: w, rng: &rng)
         }
         guard let x else { return Array(image) }
-        return x.map { v in let r = (v * 255).rounded(); return r.isNaN ? 0 : UInt8(min(255, max(0, r))) }
+        return x.map(ImageShift.pixel)
     }
 }
 

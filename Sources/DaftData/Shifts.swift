@@ -48,6 +48,12 @@ public enum ImageShift: Sendable, Equatable, CustomStringConvertible {
 
     /// Applies the shift in place to one CHW image with values in [0, 1] (results may leave [0, 1];
     /// `Domain` clamps and rounds once at the end).
+    /// A shifted value in [0, 1] back to a uint8 pixel: rounded, clamped, NaN → 0.
+    static func pixel(_ v: Float) -> UInt8 {
+        let r = (v * 255).rounded()
+        return r.isNaN ? 0 : UInt8(min(255, max(0, r)))
+    }
+
     public func apply(_ x: inout [Float], channels c: Int, height h: Int, width w: Int, rng: inout SplitMix64) {
         switch self {
         case let .intensity(gainRange, biasRange):
@@ -246,9 +252,6 @@ public struct Domain: Sendable, CustomStringConvertible {
             var rng = SplitMix64(keys: step.stream, key)
             step.shift.apply(&x, channels: channels, height: height, width: width, rng: &rng)
         }
-        for i in 0..<x.count {
-            let v = (x[i] * 255).rounded()
-            output[i] = v.isNaN ? 0 : UInt8(min(255, max(0, v)))
-        }
+        for i in 0..<x.count { output[i] = ImageShift.pixel(x[i]) }
     }
 }

@@ -47,11 +47,11 @@ public enum EvaluationStatistics: Equatable, CustomStringConvertible {
     /// running statistics are the start statistics); `source` the pretrained weights (only `.source` reads them).
     /// The three must have the same BN layers (names and channels; heads may differ).
     public func apply(to model: ResNet, start: ResNet?, source: ResNet?, startName: String = "start", sourceName: String = "source") throws {
-        if self == .own { return }
+        guard self != .own else { return }
         guard let start else { throw ModelError("--bn-stats \(self): needs the run's start model") }
         try Self.checkSameBatchNorms(model, start, name: startName)
         switch self {
-        case .own: return
+        case .own: break
         case let .mix(alpha):
             for (bn, b0) in zip(model.batchNorms, start.batchNorms) {
                 let rm = bn.runningMean, rv = bn.runningVar

@@ -73,6 +73,11 @@ extension EndToEndTrainingTests {
             return try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
         }
         let own = try evaluate("own"), zero = try evaluate("mix:0"), source = try evaluate("source")
+        // a checkpoint directory carries its start model (reference.safetensors, naming the pretrained file): the
+        // newest checkpoint holds the final weights, so source evaluates the same there
+        let r = try run(["evaluate", "--weights", try newestCheckpoint(out), "--data", data, "--bn-stats", "source", "--json"])
+        let fromCheckpoint = try JSONSerialization.jsonObject(with: Data(try XCTUnwrap(r.stdout.split(separator: "\n").last).utf8)) as! [String: Any]
+        XCTAssertEqual(fromCheckpoint["loss"] as? Double, source["loss"] as? Double, "\(method): source from the checkpoint directory")
         // --data repeats: one JSON record per data set, in order
         let twice = try run(["evaluate", "--weights", out + "/final.safetensors", "--data", data, "--data", data + "@clean", "--json"])
         XCTAssertEqual(twice.stdout.split(separator: "\n").filter { $0.hasPrefix("{") }.count, 2, twice.stdout)
