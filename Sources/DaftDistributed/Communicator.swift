@@ -102,6 +102,18 @@ extension Communicator {
         var a = [value]; allReduceSum(&a); return a[0]
     }
 
+    /// Every rank's `values` concatenated in rank order, on every rank; ranks may contribute different counts
+    /// (one all-gather of the counts, then one of the values padded to the largest count).
+    public func allGatherConcatenated(_ values: [Double]) -> [Double] {
+        guard size > 1 else { return values }
+        let counts = allGather([Double(values.count)]).map { Int($0[0]) }
+        let widest = counts.max() ?? 0
+        let parts = allGather(values + [Double](repeating: 0, count: widest - values.count))
+        var out = [Double](); out.reserveCapacity(counts.reduce(0, +))
+        for (r, part) in parts.enumerated() { out.append(contentsOf: part[0..<counts[r]]) }
+        return out
+    }
+
     /// Replaces `array` on every rank with `root`'s array (non-root arrays are resized to root's count).
     public func broadcast(_ array: inout [Float], root: Int) {
         let count = broadcastCount(array.count, root: root)

@@ -11,8 +11,11 @@ public struct FeatureSet {
     public var labels: [Int32]
     public var count: Int
     public var dimension: Int
-    public init(features: [Float], labels: [Int32], count: Int, dimension: Int) {
+    /// The model's own head's prediction (argmax of its logits, first maximum on ties) per sample.
+    public var headPredictions: [Int32]
+    public init(features: [Float], labels: [Int32], count: Int, dimension: Int, headPredictions: [Int32] = []) {
         self.features = features; self.labels = labels; self.count = count; self.dimension = dimension
+        self.headPredictions = headPredictions
     }
 }
 
@@ -23,6 +26,8 @@ public enum FeatureExtractor {
         let F = model.config.featureDimension
         var out = [Float](); out.reserveCapacity(indices.count * F)
         var labels = [Int32](); labels.reserveCapacity(indices.count)
+        var predictions = [Int32](); predictions.reserveCapacity(indices.count)
+        let K = model.config.numClasses
         var start = 0
         while start < indices.count {
             let idx = Array(indices[start..<min(indices.count, start + batchSize)])
@@ -32,10 +37,16 @@ public enum FeatureExtractor {
             }
             out.append(contentsOf: UnsafeBufferPointer(start: model.features.pointer, count: idx.count * F))
             labels.append(contentsOf: b.y)
+            let logits = model.logits.pointer
+            for r in 0..<idx.count {
+                var best = 0
+                for k in 1..<max(K, 1) where logits[r * K + k] > logits[r * K + best] { best = k }
+                predictions.append(Int32(best))
+            }
             start += batchSize
             progress?(min(start, indices.count), indices.count)
         }
-        return FeatureSet(features: out, labels: labels, count: indices.count, dimension: F)
+        return FeatureSet(features: out, labels: labels, count: indices.count, dimension: F, headPredictions: predictions)
     }
 }
 
