@@ -10,6 +10,35 @@ import DaftCoordinator
 import DaftCommandLine
 
 /// Prints one JSON object on the last line of stdout (for scripts).
+/// What a closed-form head file holds, in words (empty when `f` is none): a `daft adapt` adapter, ridge statistics,
+/// or kernel-ridge samples. A file that claims to be one but does not decode says why.
+func closedFormSummary(_ f: SafeTensorsFile, source: String) -> [String] {
+    if f.metadata["kind"] == ContinualAdapter.fileKind {
+        do { return try ContinualAdapter(file: f, source: source).summaryLines } catch { return ["adapter: INVALID: \(error)"] }
+    }
+    if f.tensors["ridge.config"] != nil {
+        do {
+            let r = try RidgeHead(file: f, source: source)
+            let lift: String
+            switch r.lift {
+            case .none: lift = "no lift"
+            case let .random(D, seed): lift = "random ReLU lift to \(D) (seed \(seed))"
+            case let .explicit(_, D): lift = "explicit ReLU lift to \(D)"
+            }
+            return ["ridge statistics: d \(r.inputDimension), \(lift), \(r.classCount) classes, G \(r.dimension)×\(r.dimension) + C \(r.dimension)×\(r.classCount) over \(Int(r.sampleCount)) samples"
+                    + (r.lambda.map { String(format: ", λ %.0e", $0) } ?? "")]
+        } catch { return ["ridge statistics: INVALID: \(error)"] }
+    }
+    if f.tensors["kernel.config"] != nil {
+        do {
+            let k = try KernelRidgeHead(file: f, source: source)
+            return ["kernel-ridge samples: \(k.kernel) kernel, d \(k.inputDimension), \(k.classCount) classes, \(k.count) stored samples (cap \(k.maxSamples))"
+                    + (k.lambda.map { String(format: ", λ %.0e", $0) } ?? "")]
+        } catch { return ["kernel-ridge samples: INVALID: \(error)"] }
+    }
+    return []
+}
+
 func printJSON(_ object: [String: Any]) throws {
     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))
@@ -141,6 +170,12 @@ struct Inspect: ParsableCommand {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError("\(path): no such file or directory") }
         if isDir.boolValue {
             print(try CheckpointStore.describe(URL(fileURLWithPath: path)))
+            // closed-form heads inside the checkpoint (daft adapt's adapter, a ridge / kernel-ridge probe's state)
+            for member in ["adapter.safetensors", "ridge.safetensors", "kernel-ridge.safetensors"] {
+                let url = URL(fileURLWithPath: path).appendingPathComponent(member)
+                guard FileManager.default.fileExists(atPath: url.path), let f = try? SafeTensorsFile.read(url) else { continue }
+                for line in closedFormSummary(f, source: url.path) { print("  \(member): \(line)") }
+            }
             if json {
                 let store = CheckpointStore(root: URL(fileURLWithPath: path).deletingLastPathComponent(), keep: 1)
                 let info = try store.validate(URL(fileURLWithPath: path))
@@ -158,7 +193,26 @@ struct Inspect: ParsableCommand {
             if !json { print("\(name)  \(t.dtype.rawValue)  \(t.shape)") }
         }
         print("\(f.tensors.count) tensors, \(total) values")
-        for k in f.metadata.keys.sorted() { print("metadata \(k) = \(f.metadata[k]!)") }
+        for k in f.metadata.keys.sorted() where k != "steps" || f.metadata["kind"] != ContinualAdapter.fileKind { print("metadata \(k) = \(f.metadata[k]!)") }
+        let closedForm = closedFormSummary(f, source: path)
+        for line in closedForm { print(line) }
+        if !closedForm.isEmpty {
+            if json {
+                var tensors: [String: Any] = [:]
+                for (k, t) in f.tensors { tensors[k] = ["dtype": t.dtype.rawValue, "shape": t.shape] }
+                var o: [String: Any] = ["kind": "closed-form head", "tensors": tensors, "values": total, "summary": closedForm]
+                if let a = try? ContinualAdapter(file: f, source: path) {
+                    o["kind"] = "adapter"
+                    o["solver"] = a.solver.rawValue
+                    o["samples_seen"] = a.samplesSeen
+                    o["domains"] = a.detector.domains.map { ["name": $0.name, "threshold": $0.threshold, "false_reject": $0.falseRejectRate,
+                                                             "training": $0.count, "held_out": $0.heldOutCount] as [String: Any] }
+                    o["steps"] = a.steps.map { ["domain": $0.domain, "lambda": $0.lambda, "held_out_accuracy": $0.heldOutAccuracy, "samples_seen": $0.samplesSeen] as [String: Any] }
+                }
+                try printJSON(o)
+            }
+            return
+        }
         var architecture: [String: Any] = [:]
         do {
             let c = try ResNetConfig.infer(from: f, source: path)

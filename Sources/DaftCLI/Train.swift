@@ -16,7 +16,7 @@ struct Finetune: ParsableCommand {
     @Option(help: "Method: \(Method.allCases.map(\.rawValue).joined(separator: ", "))") var method: String = "daft"
     @Option(name: [.customLong("weights"), .customLong("init")], help: "Pretrained weights: any torchvision ResNet state_dict as safetensors (architecture read from the tensors); default: the robust fashion-shift checkpoint the default learning rates were tuned on") var weights: String = "pretrained/resnet20-fashion-robust.safetensors"
     @Option(name: .customLong("num-classes"), help: "Classes of the new head (default: from the data)") var numClasses: Int?
-    @Option(name: .customLong("lp-solver"), help: "logistic or ridge") var lpSolver: String = "logistic"
+    @Option(name: .customLong("lp-solver"), help: "logistic, ridge (primal closed form) or kernel-ridge (dual form, linear kernel: the kernel an fc layer can hold; the RBF kernel is `daft adapt`'s)") var lpSolver: String = "logistic"
     @Option(name: .customLong("unfreeze-from"), help: "freeze method: first trained stage (layer1…layerN)") var unfreezeFrom: String = "layer3"
     @Option(name: .customLong("convert-batches"), help: "Global batches measured for BN conversion (default: one pass)") var convertBatches: Int?
     @Flag(name: .customLong("convert-sequential"), help: "BN conversion measures batches in file order (default: shuffled training batches)") var convertSequential = false
@@ -25,7 +25,7 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("prior-beta"), help: "L2-SP: weight of ‖θ_head‖²/2") var priorBeta: Double = 0.01
     @Option(name: .customLong("prior-lambda"), help: "Feature prior: λ") var priorLambda: Double = 0.1
     @Option(name: .customLong("prior-layers"), help: "Feature prior layers, comma-separated (layer1…layerN, penultimate)") var priorLayers: String = "penultimate"
-    @Option(name: .customLong("ridge-base"), help: "Ridge statistics of earlier domains (a run's ridge.safetensors) to add this domain's to") var ridgeBase: String?
+    @Option(name: .customLong("ridge-base"), help: "Closed-form head state of earlier domains to add this domain's to: a run's ridge.safetensors (--lp-solver ridge) or kernel-ridge.safetensors (kernel-ridge)") var ridgeBase: String?
     @OptionGroup var preprocessing: PreprocessingFlags
     @OptionGroup var flags: TrainingFlags
     @OptionGroup var logging: LoggingFlags
@@ -37,7 +37,7 @@ struct Finetune: ParsableCommand {
         guard let m = Method(rawValue: method) else {
             throw CLIError("unknown --method '\(method)'; choose one of \(Method.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        guard let solver = ProbeSolver(rawValue: lpSolver) else { throw CLIError("--lp-solver must be logistic or ridge") }
+        guard let solver = ProbeSolver(rawValue: lpSolver) else { throw CLIError("--lp-solver must be logistic, ridge or kernel-ridge, got '\(lpSolver)'") }
         let comm = Runtime.communicator(threads: flags.threads)
         var o = try flags.options(method: m)
         o.probeSolver = solver
@@ -60,8 +60,8 @@ struct Finetune: ParsableCommand {
         inputs.initSource = weights
         inputs.ridgeBase = ridgeBase.map { URL(fileURLWithPath: $0) }
         try flags.apply(to: &inputs)
-        if ridgeBase != nil && (m != .lp && m != .lpFT && m != .lpFTConversion || solver != .ridge) {
-            throw CLIError("--ridge-base needs --lp-solver ridge and a method with a probe (lp, lp-ft, lp-ft+conversion)")
+        if ridgeBase != nil && (m != .lp && m != .lpFT && m != .lpFTConversion || solver == .logistic) {
+            throw CLIError("--ridge-base needs --lp-solver ridge or kernel-ridge and a method with a probe (lp, lp-ft, lp-ft+conversion)")
         }
         _ = try Coordinator(communicator: comm, options: o, inputs: inputs, log: logging.logger).run()
     }

@@ -76,6 +76,8 @@ public final class Coordinator {
     var bestWeights: ParameterStore?
     var referenceFromCheckpoint: SafeTensorsFile?
     var optimizerFromCheckpoint: SafeTensorsFile?
+    /// A checkpoint's ridge.safetensors / kernel-ridge.safetensors, restored into the trainer on resume.
+    var closedFormFromCheckpoint: [String: SafeTensorsFile] = [:]
     /// metrics.jsonl and the TensorBoard events (rank 0 only).
     let records: RunRecords?
     let bar: ProgressBar
@@ -143,6 +145,11 @@ public final class Coordinator {
             state = saved.state
             referenceFromCheckpoint = try SafeTensorsFile.decode(blobs["reference.safetensors"]!, source: "checkpoint reference.safetensors")
             optimizerFromCheckpoint = try SafeTensorsFile.decode(blobs["optimizer.safetensors"]!, source: "checkpoint optimizer.safetensors")
+            // the closed-form probe's state (ridge statistics or kernel-ridge samples), when the probe has run
+            for name in ["ridge.safetensors", "kernel-ridge.safetensors"] {
+                let bytes = comm.broadcast(comm.rank == 0 && checkpoint!.files[name] != nil ? try checkpoint!.read(name) : [], root: 0)
+                if !bytes.isEmpty { closedFormFromCheckpoint[name] = try SafeTensorsFile.decode(bytes, source: "checkpoint \(name)") }
+            }
             if saved.worldSize != comm.size {
                 out("resume: checkpoint written by \(saved.worldSize) rank(s), continuing on \(comm.size): same global batches, float sums in a different order")
             }
@@ -253,6 +260,7 @@ public final class Coordinator {
         }
         if let prior = trainer.featurePrior { opt.tensors.merge(prior.stateTensors()) { $1 } }
         if let ridge = trainer.ridgeStatistics { files["ridge.safetensors"] = try SafeTensorsFile(tensors: ridge.tensors()).encode() }
+        if let kernel = trainer.kernelRidgeStatistics { files["kernel-ridge.safetensors"] = try SafeTensorsFile(tensors: kernel.tensors()).encode() }
         files["optimizer.safetensors"] = try opt.encode()
         state.metricsLines = records?.lineCount
         let saved = SavedTrainer(state: state, options: options, optionsHash: Coordinator.optionsHash(options), worldSize: comm.size, arch: model.config.arch)
@@ -315,7 +323,24 @@ public final class Coordinator {
         try checkLabelsFitTheHead(model)
         if let base = inputs.ridgeBase {
             let bytes = comm.broadcast(comm.rank == 0 ? try readFile(base) : [], root: 0)
-            trainer.ridgeBase = try RidgeHead(file: try SafeTensorsFile.decode(bytes, source: base.path), source: base.path)
+            let file = try SafeTensorsFile.decode(bytes, source: base.path)
+            if options.probeSolver == .kernelRidge {
+                guard file.tensors["kernel.config"] != nil else {
+                    throw ModelError("\(base.path): not kernel-ridge samples (no kernel.config); --lp-solver kernel-ridge extends a run's kernel-ridge.safetensors")
+                }
+                trainer.kernelRidgeBase = try KernelRidgeHead(file: file, source: base.path)
+            } else {
+                guard file.tensors["ridge.config"] != nil else {
+                    throw ModelError("\(base.path): not ridge statistics (no ridge.config); --lp-solver ridge extends a run's ridge.safetensors")
+                }
+                trainer.ridgeBase = try RidgeHead(file: file, source: base.path)
+            }
+        }
+        if let f = closedFormFromCheckpoint["ridge.safetensors"] {
+            trainer.ridgeStatistics = try RidgeHead(file: f, source: "checkpoint ridge.safetensors")
+        }
+        if let f = closedFormFromCheckpoint["kernel-ridge.safetensors"] {
+            trainer.kernelRidgeStatistics = try KernelRidgeHead(file: f, source: "checkpoint kernel-ridge.safetensors")
         }
         if let ref = referenceFromCheckpoint {
             try StateDict.load(ref, into: trainer.reference, source: "checkpoint reference.safetensors")
@@ -348,7 +373,7 @@ public final class Coordinator {
                 bar.end()
                 try records?.append(["kind": "probe", "step": state.globalStep, "val_accuracy": r.valAccuracy, "regularisation": r.regularisation,
                                      "solver": options.probeSolver.rawValue])
-                out(String(format: "probe: chose %@ %.3g, ID val accuracy %.4f", options.probeSolver == .ridge ? "λ" : "C", r.regularisation, r.valAccuracy))
+                out(String(format: "probe: chose %@ %.3g, ID val accuracy %.4f", options.probeSolver == .logistic ? "C" : "λ", r.regularisation, r.valAccuracy))
                 state.phase = options.method.fineTunes ? .train : .evaluate
                 if !options.method.fineTunes { bestWeights = snapshot(model) ; state.bestValAccuracy = r.valAccuracy }
                 try checkpoint(isBest: !options.method.fineTunes, metric: r.valAccuracy, reason: "phase probe done")
@@ -509,6 +534,10 @@ public final class Coordinator {
             if let ridge = trainer.ridgeStatistics {
                 try SafeTensorsFile(tensors: ridge.tensors(), metadata: ["kind": "daft ridge statistics (G = Σφφᵀ, C = Σφyᵀ)"])
                     .write(to: inputs.outDirectory.appendingPathComponent("ridge.safetensors"))
+            }
+            if let kernel = trainer.kernelRidgeStatistics {
+                try SafeTensorsFile(tensors: kernel.tensors(), metadata: ["kind": "daft kernel-ridge samples (X normalised, y; linear kernel)"])
+                    .write(to: inputs.outDirectory.appendingPathComponent("kernel-ridge.safetensors"))
             }
             try StateDict.file(model, extraMetadata: metadataExtras).write(to: inputs.outDirectory.appendingPathComponent("final.safetensors"))
             // start.safetensors: the model fine-tuning started from (after conversion / probe), what

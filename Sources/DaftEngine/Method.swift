@@ -56,5 +56,9 @@ public enum Method: String, CaseIterable, Codable {
     }
 }
 
-/// Linear-probe solvers (method.md §4 LP (a) and (b)).
-public enum ProbeSolver: String, CaseIterable, Codable { case logistic, ridge }
+/// Linear-probe solvers (method.md §4 LP (a) and (b), §6): logistic regression, the primal ridge head, and the
+/// dual (kernel) ridge head with the linear kernel — the only kernel a model's fc layer can hold (W = Xᵀα).
+public enum ProbeSolver: String, CaseIterable, Codable {
+    case logistic, ridge
+    case kernelRidge = "kernel-ridge"
+}

@@ -126,8 +126,12 @@ public final class Trainer {
     var prefetcher: BatchPrefetcher<(x: [Float], y: [Int32], count: Int, global: Int)>!
     /// Ridge statistics from an earlier run (earlier domains) that the ridge probe adds its own to (method.md §6).
     public var ridgeBase: RidgeHead?
-    /// The ridge statistics after the probe (earlier domains + this one), for the checkpoint and OUT/ridge.safetensors.
-    public private(set) var ridgeStatistics: RidgeHead?
+    /// The ridge statistics after the probe (earlier domains + this one), for the checkpoint and OUT/ridge.safetensors (restored on resume).
+    public var ridgeStatistics: RidgeHead?
+    /// Kernel-ridge samples of an earlier run (earlier domains) that the kernel-ridge probe appends its own to.
+    public var kernelRidgeBase: KernelRidgeHead?
+    /// The kernel-ridge samples after the probe, for the checkpoint and OUT/kernel-ridge.safetensors (restored on resume).
+    public var kernelRidgeStatistics: KernelRidgeHead?
     let log: (String) -> Void
     /// Called as the conversion pass and the probe's feature extraction advance: (phase, done, total).
     public var progress: ((String, Int, Int) -> Void)?
@@ -187,6 +191,32 @@ public final class Trainer {
         let fv = try FeatureExtractor.extract(model: model, dataset: validation, indices: Array(valShard.range),
                                               normalization: normalization, batchSize: options.evalBatchSize)
         let K = model.config.numClasses
+        if options.probeSolver == .kernelRidge {
+            // dual form (method.md §6) with the linear kernel: every rank's shard all-gathered in rank order, the same
+            // n×n solve everywhere; fc holds its primal image W = Xᵀα, exactly the kernel head's predictions
+            let head = try KernelRidgeHead(inputDimension: ft.dimension, classes: K, kernel: .linear)
+            if let base = kernelRidgeBase {
+                guard base.classCount <= K else {
+                    throw ModelError("--ridge-base has \(base.classCount) classes, the head only \(K); pass --num-classes \(base.classCount)")
+                }
+                try head.merge(base)
+                log("probe (kernel ridge): appending this domain's samples to \(base.count) earlier samples")
+            }
+            try ft.features.withUnsafeBufferPointer {
+                try head.append(features: $0.baseAddress ?? UnsafePointer(bitPattern: 8)!, labels: ft.labels, count: ft.count, communicator: comm)
+            }
+            kernelRidgeStatistics = head
+            let chosen = try fv.features.withUnsafeBufferPointer {
+                try head.selectLambda(candidates: options.ridgeLambdaGrid, validationFeatures: $0.baseAddress ?? UnsafePointer(bitPattern: 8)!,
+                                      labels: fv.labels, communicator: comm)
+            }
+            let ridgeView = try RidgeHead(inputDimension: ft.dimension, classes: K)
+            let fc = try ridgeView.headWeights(try head.primalWeights(alpha: chosen.alpha), featureScale: head.meanFeatureNorm)
+            fc.fcWeight.withUnsafeBufferPointer { model.fcWeight.update(from: $0.baseAddress!, count: $0.count) }
+            fc.fcBias.withUnsafeBufferPointer { model.fcBias.update(from: $0.baseAddress!, count: $0.count) }
+            log(String(format: "probe (kernel ridge, linear kernel, %d samples): λ %.0e, ID val acc %.4f", head.count, chosen.lambda, chosen.accuracy))
+            return (chosen.lambda, chosen.accuracy)
+        }
         if options.probeSolver == .ridge {
             // closed form (method.md §6): G, C summed over every rank's shard in float64, one all-reduce, same solve everywhere
             let ridge = try RidgeHead(inputDimension: ft.dimension, classes: K)
