@@ -97,12 +97,8 @@ public final class AdaptationRun {
             resumed = true
         } else {
             adapter = try startingAdapter(featureDimension: config.featureDimension, classes: config.numClasses)
-            let trainShard = EvaluationShard(count: inputs.train.count, rank: comm.rank, worldSize: comm.size)
-            let heldShard = EvaluationShard(count: inputs.heldOut.count, rank: comm.rank, worldSize: comm.size)
-            let ft = try FeatureExtractor.extract(model: model, dataset: inputs.train, indices: Array(trainShard.range),
-                                                  normalization: inputs.normalization, batchSize: inputs.evalBatchSize)
-            let fh = try FeatureExtractor.extract(model: model, dataset: inputs.heldOut, indices: Array(heldShard.range),
-                                                  normalization: inputs.normalization, batchSize: inputs.evalBatchSize)
+            let ft = try features(model, inputs.train)
+            let fh = try features(model, inputs.heldOut)
             let step = try adapter.addDomain(name: inputs.domain, training: ft, heldOut: fh, lambdaGrid: inputs.lambdaGrid,
                                              falseRejectRate: inputs.falseRejectRate, communicator: comm)
             out(String(format: "adapt: step %d, domain %@: %@ over %d samples seen, λ %.0e (held-out acc %.4f), detector τ %.4g",
@@ -112,10 +108,7 @@ public final class AdaptationRun {
         }
         var evaluation: [String: ContinualAdapter.Counts] = [:]
         for (name, data) in inputs.evaluation {
-            let shard = EvaluationShard(count: data.count, rank: comm.rank, worldSize: comm.size)
-            let f = try FeatureExtractor.extract(model: model, dataset: data, indices: Array(shard.range),
-                                                 normalization: inputs.normalization, batchSize: inputs.evalBatchSize)
-            evaluation[name] = adapter.evaluate(f, communicator: comm)
+            evaluation[name] = adapter.evaluate(try features(model, data), communicator: comm)
             try stopIfPreempted(adapter)
         }
         let seconds = Date().timeIntervalSince(t0)
@@ -123,6 +116,14 @@ public final class AdaptationRun {
                                       evaluation: evaluation, resumed: resumed, seconds: seconds)
         if comm.rank == 0 { try writeOutputs(adapter, report) }
         return report
+    }
+
+    /// This rank's shard of `data` through the frozen backbone, in whole evaluation batches (the same features on any
+    /// number of ranks).
+    func features(_ model: ResNet, _ data: any LabelledImages) throws -> FeatureSet {
+        let shard = EvaluationShard(count: data.count, rank: comm.rank, worldSize: comm.size).wholeBatchRange(batchSize: inputs.evalBatchSize)
+        return try FeatureExtractor.extract(model: model, dataset: data, indices: Array(shard), normalization: inputs.normalization,
+                                            batchSize: inputs.evalBatchSize)
     }
 
     /// The adapter of the earlier steps (rank 0 reads `--adapter-base`, every rank decodes the same bytes), or a new one.

@@ -139,6 +139,16 @@ public struct EvaluationShard: Sendable, Equatable {
         return lo ..< lo + base + (rank < extra ? 1 : 0)
     }
 
+    /// This rank's share of whole batches: the data set cut into consecutive batches of `batchSize` (the last may be
+    /// short), the batches split over the ranks as `range` splits samples. A forward pass's float32 rounding depends on
+    /// the batch an image is in (~1e-7 relative); with these ranges every image meets the same batch on any number of
+    /// ranks, so per-sample features — and what is solved from them — do not change with the rank count.
+    public func wholeBatchRange(batchSize: Int) -> Range<Int> {
+        precondition(batchSize > 0)
+        let batches = EvaluationShard(count: (count + batchSize - 1) / batchSize, rank: rank, worldSize: worldSize).range
+        return min(batches.lowerBound * batchSize, count) ..< min(batches.upperBound * batchSize, count)
+    }
+
     /// This rank's indices in consecutive batches of at most `batchSize`.
     public func batches(batchSize: Int) -> [[Int]] {
         precondition(batchSize > 0)

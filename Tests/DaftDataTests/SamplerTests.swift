@@ -82,4 +82,21 @@ final class SamplerTests: XCTestCase {
             }
         }
     }
+
+    /// Whole-batch shards cover every sample once, in order, and cut the data only at multiples of the batch size, so
+    /// the batches the ranks form are the batches one rank forms.
+    func testWholeBatchShardsAreTheOneRankBatches() {
+        for count in [0, 1, 7, 10, 100, 1001] {
+            for batch in [1, 3, 32] {
+                let oneRank = EvaluationShard(count: count, rank: 0, worldSize: 1).batches(batchSize: batch)
+                for w in 1...5 {
+                    let ranges = (0..<w).map { EvaluationShard(count: count, rank: $0, worldSize: w).wholeBatchRange(batchSize: batch) }
+                    XCTAssertEqual(ranges.flatMap { Array($0) }, Array(0..<count), "count \(count) batch \(batch) ranks \(w)")
+                    let formed = ranges.flatMap { r in stride(from: r.lowerBound, to: r.upperBound, by: batch).map { Array($0 ..< min($0 + batch, r.upperBound)) } }
+                    XCTAssertEqual(formed, oneRank, "count \(count) batch \(batch) ranks \(w)")
+                }
+            }
+        }
+        XCTAssertEqual(EvaluationShard(count: 100, rank: 1, worldSize: 2).wholeBatchRange(batchSize: 32), 64 ..< 100)
+    }
 }
