@@ -180,17 +180,7 @@ public final class KernelRidgeHead {
         // Y one-hot as the column-major n×K right-hand sides
         var b = [Double](repeating: 0, count: n * K)
         for i in 0..<n { b[Int(labels[i]) * n + i] = 1 }
-        var nn = Int32(n), nrhs = Int32(K), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
-        var uplo = CChar(UInt8(ascii: "L"))
-        a.withUnsafeMutableBufferPointer { dpotrf_(&uplo, &nn, $0.baseAddress, &lda, &info) }
-        if info > 0 {
-            throw RidgeError("kernel ridge: K + λI (λ = \(lambda)) is not positive definite (Cholesky failed at leading minor \(info) of \(n)); use a larger λ")
-        }
-        guard info == 0 else { throw RidgeError("kernel ridge: dpotrf argument \(-info) invalid") }
-        a.withUnsafeBufferPointer { ap in b.withUnsafeMutableBufferPointer { bp in
-            dpotrs_(&uplo, &nn, &nrhs, ap.baseAddress, &lda, bp.baseAddress, &ldb, &info)
-        } }
-        guard info == 0 else { throw RidgeError("kernel ridge: dpotrs argument \(-info) invalid") }
+        try choleskySolve(&a, n: n, &b, rightHandSides: K, name: "kernel ridge: K + λI (λ = \(lambda))")
         var alpha = [Double](repeating: 0, count: n * K)
         for i in 0..<n { for k in 0..<K { alpha[i * K + k] = b[k * n + i] } }
         guard alpha.allSatisfy(\.isFinite) else { throw RidgeError("kernel ridge: solution is not finite (λ = \(lambda))") }
@@ -269,7 +259,7 @@ public final class KernelRidgeHead {
         let m = valLabels.count
         let kTrain = trainingKernel()
         let xv = normalised(features: validationFeatures, count: m)
-        var counts = [Double](repeating: 0, count: candidates.count + 1)
+        var counts = [Double](repeating: 0, count: candidates.count)
         var alphas: [[Double]] = []
         for (i, lam) in candidates.enumerated() {
             let alpha = try solve(lambda: lam, kernelMatrix: kTrain)
@@ -278,16 +268,9 @@ public final class KernelRidgeHead {
                                            count: m, classes: classCount)
             counts[i] = Double(zip(p, valLabels).filter { $0 == $1 }.count)
         }
-        counts[candidates.count] = Double(m)
-        if let communicator, communicator.size > 1 { communicator.allReduceSum(&counts) }
-        let total = counts[candidates.count]
-        guard total > 0 else { throw RidgeError("kernel ridge: empty validation set") }
-        var best = 0
-        for i in 1..<candidates.count {
-            if counts[i] > counts[best] || (counts[i] == counts[best] && candidates[i] > candidates[best]) { best = i }
-        }
-        lambda = candidates[best]
-        return (candidates[best], counts[best] / total, alphas[best])
+        let best = try bestCandidate(candidates, correct: counts, validationCount: m, communicator: communicator, name: "kernel ridge")
+        lambda = candidates[best.index]
+        return (candidates[best.index], best.accuracy, alphas[best.index])
     }
 
     /// The samples and configuration as safetensors tensors: `<prefix>X` [n,d] F64, `<prefix>y` [n] I64,

@@ -228,17 +228,7 @@ public final class RidgeHead {
         // dpotrs wants the right-hand sides column-major (D×K, leading dimension D) = Cᵀ row-major.
         var b = [Double](repeating: 0, count: D * K)
         for j in 0..<D { for k in 0..<K { b[k * D + j] = cross[j * K + k] } }
-        var n = Int32(D), nrhs = Int32(K), lda = Int32(D), ldb = Int32(D), info: Int32 = 0
-        var uplo = CChar(UInt8(ascii: "L"))
-        a.withUnsafeMutableBufferPointer { dpotrf_(&uplo, &n, $0.baseAddress, &lda, &info) }
-        if info > 0 {
-            throw RidgeError("ridge head: G + λI (λ = \(lambda)) is not positive definite (Cholesky failed at leading minor \(info) of \(D)); use a larger λ")
-        }
-        guard info == 0 else { throw RidgeError("ridge head: dpotrf argument \(-info) invalid") }
-        a.withUnsafeBufferPointer { ap in b.withUnsafeMutableBufferPointer { bp in
-            dpotrs_(&uplo, &n, &nrhs, ap.baseAddress, &lda, bp.baseAddress, &ldb, &info)
-        } }
-        guard info == 0 else { throw RidgeError("ridge head: dpotrs argument \(-info) invalid") }
+        try choleskySolve(&a, n: D, &b, rightHandSides: K, name: "ridge head: G + λI (λ = \(lambda))")
         var w = [Double](repeating: 0, count: D * K)
         for j in 0..<D { for k in 0..<K { w[j * K + k] = b[k * D + j] } }
         guard w.allSatisfy(\.isFinite) else { throw RidgeError("ridge head: solution is not finite (λ = \(lambda))") }
@@ -301,22 +291,15 @@ public final class RidgeHead {
         guard !candidates.isEmpty else { throw RidgeError("ridge head: no λ candidates") }
         let n = labels.count
         let phi = lifted(features: validationFeatures, count: n)
-        var counts = [Double](repeating: 0, count: candidates.count + 1)
+        var counts = [Double](repeating: 0, count: candidates.count)
         for (i, lam) in candidates.enumerated() {
             let w = try solve(lambda: lam)
             let p = argmax(scores(phi: phi, count: n, weights: w), count: n, classes: classCount)
             counts[i] = Double(zip(p, labels).filter { $0 == $1 }.count)
         }
-        counts[candidates.count] = Double(n)
-        if let communicator, communicator.size > 1 { communicator.allReduceSum(&counts) }
-        let total = counts[candidates.count]
-        guard total > 0 else { throw RidgeError("ridge head: empty validation set") }
-        var best = 0
-        for i in 1..<candidates.count {
-            if counts[i] > counts[best] || (counts[i] == counts[best] && candidates[i] > candidates[best]) { best = i }
-        }
-        lambda = candidates[best]
-        return (candidates[best], counts[best] / total)
+        let best = try bestCandidate(candidates, correct: counts, validationCount: n, communicator: communicator, name: "ridge head")
+        lambda = candidates[best.index]
+        return (candidates[best.index], best.accuracy)
     }
 
     /// The statistics and configuration as safetensors tensors (checkpoints): `<prefix>G` [D,D] F64,
@@ -360,4 +343,37 @@ public final class RidgeHead {
         gram = g; cross = c; sampleCount = s[0]; normSum = s[1]
         if file.tensors[prefix + "lambda"] != nil { lambda = try file.tensor(prefix + "lambda", source: source).doubles().first }
     }
+}
+
+/// Solves A·X = B for a symmetric positive-definite n×n A (row- and column-major alike) by Cholesky, LAPACK
+/// `dpotrf`/`dpotrs` from OpenBLAS: `b` holds the right-hand sides column-major (n × rightHandSides) and is
+/// overwritten by X; `a` by its factor. `name` (e.g. "ridge head: G + λI (λ = 0.1)") starts the error messages.
+func choleskySolve(_ a: inout [Double], n: Int, _ b: inout [Double], rightHandSides: Int, name: String) throws {
+    var nn = Int32(n), nrhs = Int32(rightHandSides), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
+    var uplo = CChar(UInt8(ascii: "L"))
+    a.withUnsafeMutableBufferPointer { dpotrf_(&uplo, &nn, $0.baseAddress, &lda, &info) }
+    if info > 0 {
+        throw RidgeError("\(name) is not positive definite (Cholesky failed at leading minor \(info) of \(n)); use a larger λ")
+    }
+    guard info == 0 else { throw RidgeError("\(name): dpotrf argument \(-info) invalid") }
+    a.withUnsafeBufferPointer { ap in b.withUnsafeMutableBufferPointer { bp in
+        dpotrs_(&uplo, &nn, &nrhs, ap.baseAddress, &lda, bp.baseAddress, &ldb, &info)
+    } }
+    guard info == 0 else { throw RidgeError("\(name): dpotrs argument \(-info) invalid") }
+}
+
+/// λ selection's decision, shared by the primal and dual heads: `correct[i]` validation samples right under candidate
+/// i on this rank (of `validationCount`); with a communicator the counts and the total are summed over the ranks in one
+/// collective. The most correct wins, ties go to the largest λ (the most regularised).
+func bestCandidate(_ candidates: [Double], correct: [Double], validationCount: Int, communicator: Communicator?,
+                   name: String) throws -> (index: Int, accuracy: Double) {
+    var counts = correct + [Double(validationCount)]
+    if let communicator, communicator.size > 1 { communicator.allReduceSum(&counts) }
+    let total = counts[candidates.count]
+    guard total > 0 else { throw RidgeError("\(name): empty validation set") }
+    var best = 0
+    for i in 1..<candidates.count {
+        if counts[i] > counts[best] || (counts[i] == counts[best] && candidates[i] > candidates[best]) { best = i }
+    }
+    return (best, counts[best] / total)
 }
