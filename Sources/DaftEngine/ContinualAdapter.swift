@@ -220,8 +220,8 @@ public final class ContinualAdapter {
         if let ridge {
             lines.append("adapter: primal ridge, d \(inputDimension), \(classCount) classes, G \(ridge.dimension)×\(ridge.dimension) + C \(ridge.dimension)×\(classCount) (float64), \(samplesSeen) samples")
         } else if let k = kernelHead {
-            lines.append(String(format: "adapter: kernel ridge, %@ kernel, d %d, %d classes, %d stored samples (cap %d; K and its factor %.1f MiB)",
-                                k.kernel.description, inputDimension, classCount, k.count, k.maxSamples, KernelRidgeHead.systemBytes(samples: k.count) / 1_048_576))
+            lines.append(String(format: "adapter: kernel ridge, %@ kernel, d %d, %d classes, %d stored samples (cap %d; K and its factor %@)",
+                                k.kernel.description, inputDimension, classCount, k.count, k.maxSamples, KernelRidgeHead.describe(bytes: KernelRidgeHead.systemBytes(samples: k.count))))
         }
         if steps.isEmpty { lines.append("  no domain steps yet") }
         for (i, (s, d)) in zip(steps, detector.domains).enumerated() {

@@ -117,11 +117,16 @@ public final class KernelRidgeHead {
         normSum += totalNorms
     }
 
+    /// Bytes as "3.8 GiB" or "15.3 MiB".
+    public static func describe(bytes: Double) -> String {
+        bytes >= 1_073_741_824 ? String(format: "%.1f GiB", bytes / 1_073_741_824) : String(format: "%.1f MiB", bytes / 1_048_576)
+    }
+
     func checkCapacity(adding n: Int) throws {
         let total = count + n
         guard total <= maxSamples else {
-            throw RidgeError(String(format: "kernel ridge: %d samples (%d stored + %d new) pass the cap of %d (--kernel-max-samples): the %d×%d float64 kernel and its factor would need %.1f GiB; raise the cap if the memory is there, use fewer samples, or use --lp-solver ridge (memory independent of the sample count)",
-                                    total, count, n, maxSamples, total, total, KernelRidgeHead.systemBytes(samples: total) / 1_073_741_824))
+            throw RidgeError(String(format: "kernel ridge: %d samples (%d stored + %d new) pass the cap of %d (--kernel-max-samples): the %d×%d float64 kernel and its factor would need %@; raise the cap if the memory is there, use fewer samples, or use --lp-solver ridge (memory independent of the sample count)",
+                                    total, count, n, maxSamples, total, total, KernelRidgeHead.describe(bytes: KernelRidgeHead.systemBytes(samples: total))))
         }
     }
 
