@@ -40,6 +40,7 @@ struct Adapt: ParsableCommand {
     @Option(help: "Keep the last K checkpoints") var keep: Int = 3
     @Option(help: "OpenBLAS threads per rank (default 1, or OPENBLAS_NUM_THREADS)") var threads: Int?
     @Flag(help: "Print the results as one JSON object on the last line of stdout") var json = false
+    @Option(help: "Config file (TOML or YAML) setting any flag; command-line flags win") var config: String?
     @OptionGroup var preprocessing: PreprocessingFlags
     @OptionGroup var logging: LoggingFlags
 

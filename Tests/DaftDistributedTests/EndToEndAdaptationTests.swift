@@ -149,6 +149,27 @@ extension EndToEndTrainingTests {
         XCTAssertEqual(a["evaluation"] as? NSDictionary, b["evaluation"] as? NSDictionary)
     }
 
+    /// `daft adapt --config FILE` sets its flags like every training command (TOML, a repeatable flag as an array, the
+    /// command line winning): the same adapter bytes as the flags given directly.
+    func testEndToEndAdaptReadsItsFlagsFromAConfigFile() throws {
+        let held = try exportNPY("fashion-mnist:target-val@id", limit: 40, "adapt-held-id")
+        let direct = dir("adapt-flags"), configured = dir("adapt-config"), toml = dir("adapt.toml")
+        try run(["adapt", "--weights", Self.pretrained, "--lp-solver", "kernel-ridge", "--kernel", "linear", "--data", "npy:\(Self.dataX),\(Self.dataY)",
+                 "--val-data", held, "--domain", "id", "--ood", "a=\(held)", "--ood", "b=\(held)", "--out", direct])
+        try """
+            lp-solver = "kernel-ridge"
+            kernel = "rbf"
+            data = "npy:\(Self.dataX),\(Self.dataY)"
+            val-data = "\(held)"
+            domain = "id"
+            ood = ["a=\(held)", "b=\(held)"]
+            out = "\(configured)"
+            """.write(toFile: toml, atomically: true, encoding: .utf8)
+        try run(["adapt", "--config", toml, "--weights", Self.pretrained, "--kernel", "linear"])
+        XCTAssert(try Data(contentsOf: URL(fileURLWithPath: configured + "/adapter.safetensors"))
+                  == Data(contentsOf: URL(fileURLWithPath: direct + "/adapter.safetensors")), "the config file's run differs from the flags' run")
+    }
+
     /// `finetune --method lp --lp-solver kernel-ridge` on 2 ranks ≡ 1 rank, writes its samples, and a second domain extends them
     /// with --ridge-base (100 + 40 stored samples); a ridge file given to the kernel solver is refused in one line.
     func testEndToEndKernelRidgeProbe() throws {
