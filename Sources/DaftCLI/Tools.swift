@@ -9,7 +9,6 @@ import DaftDistributed
 import DaftCoordinator
 import DaftCommandLine
 
-/// Prints one JSON object on the last line of stdout (for scripts).
 /// What a closed-form head file holds, in words (empty when `f` is none): a `daft adapt` adapter, ridge statistics,
 /// or kernel-ridge samples. A file that claims to be one but does not decode says why.
 func closedFormSummary(_ f: SafeTensorsFile, source: String) -> [String] {
@@ -39,6 +38,7 @@ func closedFormSummary(_ f: SafeTensorsFile, source: String) -> [String] {
     return []
 }
 
+/// Prints one JSON object on the last line of stdout (for scripts).
 func printJSON(_ object: [String: Any]) throws {
     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
     print(String(decoding: data, as: UTF8.self))

@@ -194,12 +194,8 @@ public final class AdaptationRun {
 
     /// When any rank got a preemption signal: the fitted adapter is already in a checkpoint; every rank exits alike.
     func stopIfPreempted(_ adapter: ContinualAdapter) throws {
-        let pending = PreemptionSignal.pending
-        var counts = PreemptionSignal.signals.map { Int64($0 == pending ? 1 : 0) }
-        comm.allReduceSum(&counts)
-        guard let i = counts.firstIndex(where: { $0 > 0 }) else { return }
-        let signal = PreemptionSignal.name(PreemptionSignal.signals[i]) + (counts[i] == comm.size ? "" : " on \(counts[i]) of \(comm.size) ranks")
-        throw Preempted(step: adapter.steps.count, checkpoint: CheckpointStore.directoryName(step: adapter.steps.count), signal: signal)
+        guard let request = PreemptionSignal.agreedRequest(comm) else { return }
+        throw Preempted(step: adapter.steps.count, checkpoint: CheckpointStore.directoryName(step: adapter.steps.count), signal: request.description)
     }
 
     func writeOutputs(_ adapter: ContinualAdapter, _ report: AdaptationReport) throws {

@@ -530,16 +530,6 @@ public struct CheckpointStore: Sendable {
         return formatter
     }
 
-    private static func humanSize(_ bytes: Int) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f", value) + " " + units[unit]
-    }
 }
 
 // MARK: - Manifest encoding

@@ -275,23 +275,14 @@ public final class Coordinator {
 
     /// The preemption signal any rank received, and on how many ranks (nil: none): one 16-byte all-reduce of
     /// per-signal counts, so every rank takes the same decision at the same boundary and rank 0 can name it.
-    func preemptionRequested() -> (signal: Int32, ranks: Int)? {
-        let pending = PreemptionSignal.pending
-        var counts = PreemptionSignal.signals.map { Int64($0 == pending ? 1 : 0) }
-        comm.allReduceSum(&counts)
-        guard let i = counts.firstIndex(where: { $0 > 0 }) else { return nil }
-        return (PreemptionSignal.signals[i], Int(counts[i]))
-    }
-
     /// At a step or phase boundary: when a preemption signal arrived on any rank, every rank joins a checkpoint of
     /// this exact state (unless one was just written), waits until rank 0 has it on disk, and throws `Preempted`.
     func stopIfPreempted() throws {
-        guard let request = preemptionRequested() else { return }
+        guard let request = PreemptionSignal.agreedRequest(comm) else { return }
         let name = lastCheckpointStep == state.globalStep ? CheckpointStore.directoryName(step: state.globalStep)
                                                           : try checkpoint(reason: "preempted")
         comm.barrier()
-        let signal = PreemptionSignal.name(request.signal) + (request.ranks == comm.size ? "" : " on \(request.ranks) of \(comm.size) ranks")
-        throw Preempted(step: state.globalStep, checkpoint: name, signal: signal)
+        throw Preempted(step: state.globalStep, checkpoint: name, signal: request.description)
     }
 
     var metadataExtras: [String: String] { ModelPreprocessing.metadata(inputs.normalization) }

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import DaftDistributed
 
 /// The preemption request a cluster sends before it kills a job: SIGTERM (Slurm's `--signal=TERM`, `scancel
 /// --signal=TERM`, Kubernetes) or SIGUSR1 (what OpenMPI's `mpirun` forwards to every rank; `cluster/slurm.sbatch`
@@ -24,6 +25,18 @@ public enum PreemptionSignal {
 
     /// The signal this process received, if any (0: none).
     public static var pending: Int32 { received.load(ordering: .relaxed) }
+
+    /// Whether any rank has received a preemption signal, agreed in one 16-byte all-reduce of per-signal counts so
+    /// every rank takes the same decision at the same point: the first signal any rank got and how many ranks got it,
+    /// described for `Preempted.signal` ("SIGUSR1", or "SIGTERM on 1 of 2 ranks").
+    public static func agreedRequest(_ comm: Communicator) -> (signal: Int32, ranks: Int, description: String)? {
+        let pending = PreemptionSignal.pending
+        var counts = signals.map { Int64($0 == pending ? 1 : 0) }
+        comm.allReduceSum(&counts)
+        guard let i = counts.firstIndex(where: { $0 > 0 }) else { return nil }
+        let ranks = Int(counts[i])
+        return (signals[i], ranks, name(signals[i]) + (ranks == comm.size ? "" : " on \(ranks) of \(comm.size) ranks"))
+    }
 
     /// The signal's name for messages.
     public static func name(_ number: Int32) -> String {

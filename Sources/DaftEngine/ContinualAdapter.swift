@@ -221,7 +221,7 @@ public final class ContinualAdapter {
             lines.append("adapter: primal ridge, d \(inputDimension), \(classCount) classes, G \(ridge.dimension)×\(ridge.dimension) + C \(ridge.dimension)×\(classCount) (float64), \(samplesSeen) samples")
         } else if let k = kernelHead {
             lines.append(String(format: "adapter: kernel ridge, %@ kernel, d %d, %d classes, %d stored samples (cap %d; K and its factor %@)",
-                                k.kernel.description, inputDimension, classCount, k.count, k.maxSamples, KernelRidgeHead.describe(bytes: KernelRidgeHead.systemBytes(samples: k.count))))
+                                k.kernel.description, inputDimension, classCount, k.count, k.maxSamples, humanSize(KernelRidgeHead.systemBytes(samples: k.count))))
         }
         if steps.isEmpty { lines.append("  no domain steps yet") }
         for (i, (s, d)) in zip(steps, detector.domains).enumerated() {

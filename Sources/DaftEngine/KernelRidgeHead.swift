@@ -64,7 +64,7 @@ public final class KernelRidgeHead {
     /// Mean ‖x‖₂ of the raw features appended so far (1 when empty).
     public var meanFeatureNorm: Double { count > 0 ? normSum / Double(count) : 1 }
     /// Bytes the n×n kernel matrix and its factor need for `n` samples.
-    public static func systemBytes(samples n: Int) -> Double { 2 * 8 * Double(n) * Double(n) }
+    public static func systemBytes(samples n: Int) -> Int { 2 * 8 * n * n }
 
     /// An empty head for d-dimensional features and `classes` classes.
     public init(inputDimension: Int, classes: Int, kernel: Kernel, maxSamples: Int = KernelRidgeHead.defaultMaxSamples) throws {
@@ -84,15 +84,11 @@ public final class KernelRidgeHead {
     public func append(features: UnsafePointer<Float>, labels newLabels: [Int32], count n: Int, communicator: Communicator? = nil) throws {
         guard newLabels.count == n else { throw RidgeError("kernel ridge: \(newLabels.count) labels for \(n) samples") }
         let d = inputDimension
+        let (x, norms) = normalisedRows(features, count: n, dimension: d)
+        // each row travels with its label: [x̂ | y], so one all-gather carries both
         var local = [Double](repeating: 0, count: n * (d + 1))
-        var norms = 0.0
         for r in 0..<n {
-            var s = 0.0
-            for j in 0..<d { let v = Double(features[r * d + j]); s += v * v }
-            let norm = s.squareRoot()
-            norms += norm
-            let inv = 1 / max(norm, 1e-12)
-            for j in 0..<d { local[r * (d + 1) + j] = Double(features[r * d + j]) * inv }
+            for j in 0..<d { local[r * (d + 1) + j] = x[r * d + j] }
             local[r * (d + 1) + d] = Double(newLabels[r])
         }
         var all = local, totalNorms = norms
@@ -117,16 +113,11 @@ public final class KernelRidgeHead {
         normSum += totalNorms
     }
 
-    /// Bytes as "3.8 GiB" or "15.3 MiB".
-    public static func describe(bytes: Double) -> String {
-        bytes >= 1_073_741_824 ? String(format: "%.1f GiB", bytes / 1_073_741_824) : String(format: "%.1f MiB", bytes / 1_048_576)
-    }
-
     func checkCapacity(adding n: Int) throws {
         let total = count + n
         guard total <= maxSamples else {
             throw RidgeError(String(format: "kernel ridge: %d samples (%d stored + %d new) pass the cap of %d (--kernel-max-samples): the %d×%d float64 kernel and its factor would need %@; raise the cap if the memory is there, use fewer samples, or use --lp-solver ridge (memory independent of the sample count)",
-                                    total, count, n, maxSamples, total, total, KernelRidgeHead.describe(bytes: KernelRidgeHead.systemBytes(samples: total))))
+                                    total, count, n, maxSamples, total, total, humanSize(KernelRidgeHead.systemBytes(samples: total))))
         }
     }
 
@@ -194,15 +185,7 @@ public final class KernelRidgeHead {
 
     /// Normalises raw float32 rows (as `append` does) to float64.
     public func normalised(features: UnsafePointer<Float>, count m: Int) -> [Double] {
-        let d = inputDimension
-        var x = [Double](repeating: 0, count: m * d)
-        for r in 0..<m {
-            var s = 0.0
-            for j in 0..<d { let v = Double(features[r * d + j]); s += v * v }
-            let inv = 1 / max(s.squareRoot(), 1e-12)
-            for j in 0..<d { x[r * d + j] = Double(features[r * d + j]) * inv }
-        }
-        return x
+        normalisedRows(features, count: m, dimension: inputDimension).rows
     }
 
     /// Scores k(x, X)·α (count×K row-major) of raw float32 features, in chunks of 1,024 queries.
@@ -230,15 +213,7 @@ public final class KernelRidgeHead {
 
     /// Predicted classes (argmax of the scores, first maximum on ties) of raw float32 features.
     public func predict(features: UnsafePointer<Float>, count m: Int, alpha: [Double]) -> [Int32] {
-        KernelRidgeHead.argmax(scores(features: features, count: m, alpha: alpha), count: m, classes: classCount)
-    }
-
-    static func argmax(_ s: [Double], count: Int, classes K: Int) -> [Int32] {
-        (0..<count).map { r in
-            var best = 0
-            for k in 1..<max(K, 1) where s[r * K + k] > s[r * K + best] { best = k }
-            return Int32(best)
-        }
+        scores(features: features, count: m, alpha: alpha).withUnsafeBufferPointer { argmaxRows($0.baseAddress!, count: m, classes: classCount) }
     }
 
     /// The primal weights W = Xᵀα (d×K row-major) of a linear-kernel solution: the same scores on normalised
@@ -269,8 +244,8 @@ public final class KernelRidgeHead {
         for (i, lam) in candidates.enumerated() {
             let alpha = try solve(lambda: lam, kernelMatrix: kTrain)
             alphas.append(alpha)
-            let p = KernelRidgeHead.argmax(xv.withUnsafeBufferPointer { scores(normalised: $0.baseAddress!, count: m, alpha: alpha) },
-                                           count: m, classes: classCount)
+            let s = xv.withUnsafeBufferPointer { scores(normalised: $0.baseAddress!, count: m, alpha: alpha) }
+            let p = s.withUnsafeBufferPointer { argmaxRows($0.baseAddress!, count: m, classes: classCount) }
             counts[i] = Double(zip(p, valLabels).filter { $0 == $1 }.count)
         }
         let best = try bestCandidate(candidates, correct: counts, validationCount: m, communicator: communicator, name: "kernel ridge")

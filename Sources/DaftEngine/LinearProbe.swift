@@ -37,12 +37,7 @@ public enum FeatureExtractor {
             }
             out.append(contentsOf: UnsafeBufferPointer(start: model.features.pointer, count: idx.count * F))
             labels.append(contentsOf: b.y)
-            let logits = model.logits.pointer
-            for r in 0..<idx.count {
-                var best = 0
-                for k in 1..<max(K, 1) where logits[r * K + k] > logits[r * K + best] { best = k }
-                predictions.append(Int32(best))
-            }
+            predictions += argmaxRows(UnsafePointer(model.logits.pointer), count: idx.count, classes: K)
             start += batchSize
             progress?(min(start, indices.count), indices.count)
         }

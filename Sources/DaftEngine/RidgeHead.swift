@@ -119,15 +119,7 @@ public final class RidgeHead {
     /// Normalises the rows of `x` in place and lifts them; also returns Σ‖x‖ of the raw rows.
     func liftRows(_ x: inout [Double], count: Int) -> (phi: [Double], norms: Double) {
         let d = inputDimension, D = dimension
-        var norms = 0.0
-        for r in 0..<count {
-            var s = 0.0
-            for j in 0..<d { let v = x[r * d + j]; s += v * v }
-            let n = s.squareRoot()
-            norms += n
-            let inv = 1 / max(n, 1e-12)
-            for j in 0..<d { x[r * d + j] *= inv }
-        }
+        let norms = normaliseRows(&x, count: count, dimension: d)
         if case .none = lift { return (x, norms) }
         var phi = [Double](repeating: 0, count: count * D)
         if count > 0 {
@@ -255,14 +247,8 @@ public final class RidgeHead {
 
     /// Predicted classes (argmax of the ridge scores, first maximum on ties) of raw float32 features.
     public func predict(features: UnsafePointer<Float>, count: Int, weights w: [Double]) -> [Int32] {
-        argmax(scores(features: features, count: count, weights: w), count: count, classes: w.count / dimension)
-    }
-
-    func argmax(_ s: [Double], count: Int, classes K: Int) -> [Int32] {
-        (0..<count).map { r in
-            var best = 0
-            for k in 1..<max(K, 1) where s[r * K + k] > s[r * K + best] { best = k }
-            return Int32(best)
+        scores(features: features, count: count, weights: w).withUnsafeBufferPointer {
+            argmaxRows($0.baseAddress!, count: count, classes: w.count / dimension)
         }
     }
 
@@ -272,8 +258,14 @@ public final class RidgeHead {
     /// logits' typical magnitude (head initialisation for LP-FT).
     public func headWeights(_ w: [Double], featureScale: Double = 1) throws -> (fcWeight: [Float], fcBias: [Float]) {
         guard case .none = lift else { throw RidgeError("ridge head: a lifted head is not a linear fc layer; use predict(features:)") }
+        return try RidgeHead.fcTensors(w, inputDimension: dimension, featureScale: featureScale)
+    }
+
+    /// fc.weight = Wᵀ / featureScale, fc.bias = 0 for any linear head W (F×K row-major) on normalised F-dimensional
+    /// features — the unlifted ridge head's, or a linear kernel-ridge head's primal image Xᵀα.
+    public static func fcTensors(_ w: [Double], inputDimension F: Int, featureScale: Double) throws -> (fcWeight: [Float], fcBias: [Float]) {
         guard featureScale > 0, featureScale.isFinite else { throw RidgeError("ridge head: feature scale must be positive") }
-        let F = dimension, K = w.count / F
+        let K = w.count / F
         guard w.count == F * K, K > 0 else { throw RidgeError("ridge head: weights must be \(F)×K") }
         var fw = [Float](repeating: 0, count: K * F)
         for j in 0..<F { for k in 0..<K { fw[k * F + j] = Float(w[j * K + k] / featureScale) } }
@@ -294,7 +286,7 @@ public final class RidgeHead {
         var counts = [Double](repeating: 0, count: candidates.count)
         for (i, lam) in candidates.enumerated() {
             let w = try solve(lambda: lam)
-            let p = argmax(scores(phi: phi, count: n, weights: w), count: n, classes: classCount)
+            let p = scores(phi: phi, count: n, weights: w).withUnsafeBufferPointer { argmaxRows($0.baseAddress!, count: n, classes: classCount) }
             counts[i] = Double(zip(p, labels).filter { $0 == $1 }.count)
         }
         let best = try bestCandidate(candidates, correct: counts, validationCount: n, communicator: communicator, name: "ridge head")

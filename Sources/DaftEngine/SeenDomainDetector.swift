@@ -49,13 +49,6 @@ public final class SeenDomainDetector {
     /// A detector that has seen nothing (every sample is unseen).
     public init(inputDimension: Int) { self.inputDimension = inputDimension }
 
-    static func normalise(_ x: UnsafePointer<Float>, row r: Int, d: Int, into out: inout [Double]) {
-        var s = 0.0
-        for j in 0..<d { let v = Double(x[r * d + j]); s += v * v }
-        let inv = 1 / max(s.squareRoot(), 1e-12)
-        for j in 0..<d { out[j] = Double(x[r * d + j]) * inv }
-    }
-
     /// Adds a domain from this rank's shard of its labelled training features (raw float32, count×d, labels in
     /// 0..<classes) and of its held-out features (raw float32, heldOutCount×d); every rank must call it with the
     /// same name, classes and rate.
@@ -67,11 +60,10 @@ public final class SeenDomainDetector {
         let d = inputDimension, n = labels.count
         // [class sums K×d | Σ x̂² d | class counts K], one collective
         var sums = [Double](repeating: 0, count: K * d + d + K)
-        var x = [Double](repeating: 0, count: d)
+        let x = normalisedRows(training, count: n, dimension: d).rows
         for i in 0..<n {
-            SeenDomainDetector.normalise(training, row: i, d: d, into: &x)
             let c = Int(labels[i])
-            for j in 0..<d { sums[c * d + j] += x[j]; sums[K * d + j] += x[j] * x[j] }
+            for j in 0..<d { let v = x[i * d + j]; sums[c * d + j] += v; sums[K * d + j] += v * v }
             sums[K * d + d + c] += 1
         }
         if let communicator, communicator.size > 1 { communicator.allReduceSum(&sums) }
@@ -90,11 +82,8 @@ public final class SeenDomainDetector {
         let variance = within.map { max($0 / Double(total), 0) }
         var domain = Domain(name: name, classMeans: means, classCounts: counts, variance: variance, threshold: .infinity,
                             falseRejectRate: r, count: total, heldOutCount: 0)
-        var local = [Double](repeating: 0, count: m)
-        for i in 0..<m {
-            SeenDomainDetector.normalise(heldOut, row: i, d: d, into: &x)
-            local[i] = SeenDomainDetector.score(x, domain)
-        }
+        let held = normalisedRows(heldOut, count: m, dimension: d).rows
+        let local = held.withUnsafeBufferPointer { h in (0..<m).map { SeenDomainDetector.score(h.baseAddress! + $0 * d, domain) } }
         var scores = local
         if let communicator, communicator.size > 1 { scores = communicator.allGatherConcatenated(local) }
         guard !scores.isEmpty else { throw RidgeError("seen-domain detector: domain '\(name)' has no held-out samples to choose its threshold on") }
@@ -105,8 +94,9 @@ public final class SeenDomainDetector {
         domains.append(domain)
     }
 
-    static func score(_ x: [Double], _ k: Domain) -> Double {
-        let d = x.count
+    /// s_k(x̂) of one normalised row (d values at `x`).
+    static func score(_ x: UnsafePointer<Double>, _ k: Domain) -> Double {
+        let d = k.variance.count
         var best = Double.infinity
         for c in 0..<k.classCounts.count where k.classCounts[c] > 0 {
             var s = 0.0
@@ -120,18 +110,17 @@ public final class SeenDomainDetector {
     /// the smallest score relative to its threshold (s_k/τ_k), or nil when no domain accepts it.
     public func route(features: UnsafePointer<Float>, count: Int) -> [Int?] {
         let d = inputDimension
-        var x = [Double](repeating: 0, count: d)
-        return (0..<count).map { i in
-            SeenDomainDetector.normalise(features, row: i, d: d, into: &x)
+        let x = normalisedRows(features, count: count, dimension: d).rows
+        return x.withUnsafeBufferPointer { xp in (0..<count).map { i in
             var best: (k: Int, ratio: Double)? = nil
             for (k, domain) in domains.enumerated() {
-                let s = SeenDomainDetector.score(x, domain)
+                let s = SeenDomainDetector.score(xp.baseAddress! + i * d, domain)
                 guard s <= domain.threshold else { continue }
                 let ratio = domain.threshold > 0 ? s / domain.threshold : 0
                 if best == nil || ratio < best!.ratio { best = (k, ratio) }
             }
             return best?.k
-        }
+        } }
     }
 
     /// The detector as safetensors tensors: `<prefix>class_means` [m,K,d], `<prefix>class_counts` I64 [m,K],

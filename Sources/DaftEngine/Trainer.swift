@@ -180,6 +180,35 @@ public final class Trainer {
 
     // MARK: phase probe
 
+    /// The primal ridge probe: G, C summed over every rank's shard in float64 (one all-reduce), plus `ridgeBase`'s.
+    func ridgeProbe(_ ft: FeatureSet, _ fv: FeatureSet, classes K: Int) throws -> (w: [Double], featureScale: Double, lambda: Double, accuracy: Double, samples: Int) {
+        let ridge = try RidgeHead(inputDimension: ft.dimension, classes: K)
+        try ft.features.withUnsafeBufferPointer { try ridge.accumulate(features: $0.baseAddress!, labels: ft.labels, count: ft.count) }
+        ridge.allReduce(comm)
+        if let base = ridgeBase { try ridge.merge(base) }
+        ridgeStatistics = ridge
+        let chosen = try fv.features.withUnsafeBufferPointer {
+            try ridge.selectLambda(candidates: options.ridgeLambdaGrid, validationFeatures: $0.baseAddress!, labels: fv.labels, communicator: comm)
+        }
+        return (try ridge.solve(lambda: chosen.lambda), ridge.meanFeatureNorm, chosen.lambda, chosen.accuracy, Int(ridge.sampleCount))
+    }
+
+    /// The dual probe with the linear kernel (the kernel an fc layer can hold): every rank's shard all-gathered in rank
+    /// order after `kernelRidgeBase`'s samples; W = Xᵀα gives exactly the kernel head's predictions.
+    func kernelRidgeProbe(_ ft: FeatureSet, _ fv: FeatureSet, classes K: Int) throws -> (w: [Double], featureScale: Double, lambda: Double, accuracy: Double, samples: Int) {
+        let head = try KernelRidgeHead(inputDimension: ft.dimension, classes: K, kernel: .linear)
+        if let base = kernelRidgeBase { try head.merge(base) }
+        try ft.features.withUnsafeBufferPointer {
+            try head.append(features: $0.baseAddress ?? UnsafePointer(bitPattern: 8)!, labels: ft.labels, count: ft.count, communicator: comm)
+        }
+        kernelRidgeStatistics = head
+        let chosen = try fv.features.withUnsafeBufferPointer {
+            try head.selectLambda(candidates: options.ridgeLambdaGrid, validationFeatures: $0.baseAddress ?? UnsafePointer(bitPattern: 8)!,
+                                  labels: fv.labels, communicator: comm)
+        }
+        return (try head.primalWeights(alpha: chosen.alpha), head.meanFeatureNorm, chosen.lambda, chosen.accuracy, head.count)
+    }
+
     /// Trains the head on frozen features (BN in evaluation behaviour); the regularisation is chosen on `validation`
     /// (ridge: λ; logistic: the inverse strength C). Returns that choice and its ID validation accuracy.
     public func probe(validation: any LabelledImages) throws -> (regularisation: Double, valAccuracy: Double) {
@@ -191,55 +220,18 @@ public final class Trainer {
         let fv = try FeatureExtractor.extract(model: model, dataset: validation, indices: Array(valShard.range),
                                               normalization: normalization, batchSize: options.evalBatchSize)
         let K = model.config.numClasses
-        if options.probeSolver == .kernelRidge {
-            // dual form (method.md §6) with the linear kernel: every rank's shard all-gathered in rank order, the same
-            // n×n solve everywhere; fc holds its primal image W = Xᵀα, exactly the kernel head's predictions
-            let head = try KernelRidgeHead(inputDimension: ft.dimension, classes: K, kernel: .linear)
-            if let base = kernelRidgeBase {
-                guard base.classCount <= K else {
-                    throw ModelError("--ridge-base has \(base.classCount) classes, the head only \(K); pass --num-classes \(base.classCount)")
-                }
-                try head.merge(base)
-                log("probe (kernel ridge): appending this domain's samples to \(base.count) earlier samples")
+        if options.probeSolver != .logistic {
+            // closed form (method.md §6), the same solve on every rank; earlier domains' state (--ridge-base) extends this
+            // one's, new classes as zero columns. fc holds the linear head W (d×K on normalised features), fc.bias 0.
+            if let earlier = ridgeBase?.classCount ?? kernelRidgeBase?.classCount, earlier > K {
+                throw ModelError("--ridge-base has \(earlier) classes, the head only \(K); pass --num-classes \(earlier)")
             }
-            try ft.features.withUnsafeBufferPointer {
-                try head.append(features: $0.baseAddress ?? UnsafePointer(bitPattern: 8)!, labels: ft.labels, count: ft.count, communicator: comm)
-            }
-            kernelRidgeStatistics = head
-            let chosen = try fv.features.withUnsafeBufferPointer {
-                try head.selectLambda(candidates: options.ridgeLambdaGrid, validationFeatures: $0.baseAddress ?? UnsafePointer(bitPattern: 8)!,
-                                      labels: fv.labels, communicator: comm)
-            }
-            let ridgeView = try RidgeHead(inputDimension: ft.dimension, classes: K)
-            let fc = try ridgeView.headWeights(try head.primalWeights(alpha: chosen.alpha), featureScale: head.meanFeatureNorm)
+            let fit = try options.probeSolver == .ridge ? ridgeProbe(ft, fv, classes: K) : kernelRidgeProbe(ft, fv, classes: K)
+            let fc = try RidgeHead.fcTensors(fit.w, inputDimension: ft.dimension, featureScale: fit.featureScale)
             fc.fcWeight.withUnsafeBufferPointer { model.fcWeight.update(from: $0.baseAddress!, count: $0.count) }
             fc.fcBias.withUnsafeBufferPointer { model.fcBias.update(from: $0.baseAddress!, count: $0.count) }
-            log(String(format: "probe (kernel ridge, linear kernel, %d samples): λ %.0e, ID val acc %.4f", head.count, chosen.lambda, chosen.accuracy))
-            return (chosen.lambda, chosen.accuracy)
-        }
-        if options.probeSolver == .ridge {
-            // closed form (method.md §6): G, C summed over every rank's shard in float64, one all-reduce, same solve everywhere
-            let ridge = try RidgeHead(inputDimension: ft.dimension, classes: K)
-            try ft.features.withUnsafeBufferPointer { try ridge.accumulate(features: $0.baseAddress!, labels: ft.labels, count: ft.count) }
-            ridge.allReduce(comm)
-            if let base = ridgeBase {
-                // incremental: G and C of earlier domains plus this one's (new classes as zero columns)
-                guard base.classCount <= K else {
-                    throw ModelError("--ridge-base has \(base.classCount) classes, the head only \(K); pass --num-classes \(base.classCount)")
-                }
-                try ridge.merge(base)
-                log("probe (ridge): added this domain's statistics to \(Int(base.sampleCount)) earlier samples")
-            }
-            ridgeStatistics = ridge
-            let chosen = try fv.features.withUnsafeBufferPointer {
-                try ridge.selectLambda(candidates: options.ridgeLambdaGrid, validationFeatures: $0.baseAddress!, labels: fv.labels, communicator: comm)
-            }
-            let w = try ridge.solve(lambda: chosen.lambda)
-            let head = try ridge.headWeights(w, featureScale: ridge.meanFeatureNorm)
-            head.fcWeight.withUnsafeBufferPointer { model.fcWeight.update(from: $0.baseAddress!, count: $0.count) }
-            head.fcBias.withUnsafeBufferPointer { model.fcBias.update(from: $0.baseAddress!, count: $0.count) }
-            log(String(format: "probe (ridge): λ %.0e, ID val acc %.4f", chosen.lambda, chosen.accuracy))
-            return (chosen.lambda, chosen.accuracy)
+            log(String(format: "probe (%@, %d samples): λ %.0e, ID val acc %.4f", options.probeSolver.rawValue, fit.samples, fit.lambda, fit.accuracy))
+            return (fit.lambda, fit.accuracy)
         }
         // the reference's sweep (lp_log_reg.py): C increasing, each fit warm-started from the previous one,
         // the best ID val accuracy wins and a tie keeps the smaller C (the stronger regularisation)

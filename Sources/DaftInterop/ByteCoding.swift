@@ -92,3 +92,15 @@ enum ByteCoding {
         return bytes
     }
 }
+
+/// A byte count for people: "512 B", "598.7 KiB", "15.3 MiB", "4.0 GiB" (powers of 1024).
+public func humanSize(_ bytes: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f", value) + " " + units[unit]
+}
