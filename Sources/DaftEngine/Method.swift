@@ -45,7 +45,7 @@ public enum Method: String, CaseIterable, Codable {
     public var summary: String {
         switch self {
         case .ft: return "fine-tune everything at one lr, BN in training mode, new head with nn.Linear's random init"
-        case .lp: return "linear probe: frozen backbone (BN eval), head only (logistic regression or ridge)"
+        case .lp: return "linear probe: frozen backbone (BN eval), head only (logistic regression, ridge or kernel ridge)"
         case .lpFT: return "LP head first, then fine-tune everything at one small lr with BN in evaluation behaviour"
         case .daft: return "BN conversion + zero head trained at lr-head >> lr-backbone, one stage, BN in training mode"
         case .lpFTConversion: return "BN conversion, then LP-FT with BN in training mode (the reference's --use_bn_conversion)"
