@@ -38,7 +38,7 @@ struct Adapt: ParsableCommand {
     @Option(help: "Output directory") var out: String = "runs/adapt"
     @Option(help: "auto (newest valid checkpoint under --out) or a checkpoint directory") var resume: String?
     @Option(help: "Keep the last K checkpoints") var keep: Int = 3
-    @Option(help: "OpenBLAS threads per rank (default 1, or OPENBLAS_NUM_THREADS)") var threads: Int?
+    @Option(help: "Threads per rank (default 1, or OPENBLAS_NUM_THREADS): kernels split the batch over them") var threads: Int?
     @Flag(help: "Print the results as one JSON object on the last line of stdout") var json = false
     @Option(help: "Config file (TOML or YAML) setting any flag; command-line flags win") var config: String?
     @OptionGroup var preprocessing: PreprocessingFlags

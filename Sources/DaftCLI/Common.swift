@@ -14,10 +14,10 @@ struct CLIError: Error, CustomStringConvertible {
     init(_ message: String) { description = message }
 }
 
-/// Process-wide setup shared by every command: BLAS threads and the communicator.
+/// Process-wide setup shared by every command: compute threads and the communicator.
 enum Runtime {
     static func communicator(threads: Int?) -> Communicator {
-        if let threads { BLASThreads.set(threads) } else if ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil { BLASThreads.set(1) }
+        ComputeThreads.set(threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap { Int($0) } ?? 1)
         return Communicators.fromEnvironment()
     }
 
@@ -108,7 +108,7 @@ struct TrainingFlags: ParsableArguments {
     @Option(name: .customLong("bucket-mb"), help: "Gradient all-reduce bucket size (MB)") var bucketMB: Double = 25
     @Option(name: .customLong("consistency-every"), help: "Compare parameter checksums across ranks every N steps (0: off)") var consistencyEvery: Int = 50
     @Option(name: .customLong("early-stop"), help: "Stop after N epochs without ID val improvement (0: never)") var earlyStop: Int = 0
-    @Option(help: "OpenBLAS threads per rank (default 1, or OPENBLAS_NUM_THREADS)") var threads: Int?
+    @Option(help: "Threads per rank (default 1, or OPENBLAS_NUM_THREADS): kernels split the batch over them") var threads: Int?
     @Option(help: "Config file (TOML or YAML) setting any flag; command-line flags win") var config: String?
     @Option(name: .customLong("log-every"), help: "A step line and a metrics.jsonl record every N steps") var logEvery: Int = 10
     @Flag(help: "No step lines or progress bars (phase and epoch summaries only)") var quiet = false

@@ -243,8 +243,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Per-stage widths override") var widths: String?
     @Option(help: "Input CxHxW") var input = "1x28x28"
     @Option(help: "Batch size") var batch = 128
-    @Option(help: "OpenBLAS threads") var threads = 1
+    @Option(help: "Threads per rank (default 1, or OPENBLAS_NUM_THREADS): kernels split the batch over them") var threads: Int?
     @Option(help: "Timed steps (after 3 warm-up steps)") var steps = 20
+    @Flag(help: "Also print where the step's time goes, per layer kind (ms/step, share, GFLOP/s, % of the sgemm peak)") var profile = false
     @Option(name: .customLong("num-classes")) var numClasses = 10
     @Option(help: "Real images instead of synthetic ones, e.g. folder:DIR (decoded and augmented while the step before runs; --image-size, --workers apply)") var data: String?
     @OptionGroup var preprocessing: PreprocessingFlags
@@ -252,28 +253,45 @@ struct Bench: ParsableCommand {
     @OptionGroup var logging: LoggingFlags
 
     func run() throws {
-        BLASThreads.set(threads)
-        let comm = Communicators.fromEnvironment()
+        let comm = Runtime.communicator(threads: threads)
         let d = input.split(separator: "x").compactMap { Int($0) }
         guard d.count == 3, d.allSatisfy({ $0 > 0 }) else { throw CLIError("--input wants CxHxW, e.g. 1x28x28, got '\(input)'") }
         let w = widths.map { $0.split(separator: ",").compactMap { Int($0) } }
         var cfg = try ResNetConfig.named(arch, inChannels: d[0], numClasses: numClasses, widths: w)
         let images = try data.map { try Runtime.dataset($0, limit: nil, for: cfg, input: preprocessing) }
         if let images { cfg.numClasses = max(cfg.numClasses, images.numClasses) }
-        let r = try StepBenchmark(config: cfg, channels: d[0], height: d[1], width: d[2], batch: batch, steps: steps, data: images).run(communicator: comm)
+        var bench = StepBenchmark(config: cfg, channels: d[0], height: d[1], width: d[2], batch: batch, steps: steps, data: images)
+        bench.profile = profile
+        let r = try bench.run(communicator: comm)
         guard comm.rank == 0 else { return }
-        var line = String(format: "%@ %@ global batch %d on %d rank(s), %d BLAS thread(s): %.1f img/s, %.1f ms/step, %.1f GFLOP/s = %.0f%% of measured sgemm peak %.1f GFLOP/s",
+        var line = String(format: "%@ %@ global batch %d on %d rank(s), %d thread(s) per rank: %.1f img/s, %.1f ms/step, %.1f GFLOP/s = %.0f%% of measured sgemm peak %.1f GFLOP/s",
                           r.arch, r.input, r.batch, r.ranks, r.threads, r.imagesPerSecond, r.stepMilliseconds, r.gflops, r.percentOfPeak, r.sgemmPeakGflops)
         if images != nil { line += String(format: "; images from %@, %.1f ms/step waiting for data", r.source, r.dataWaitMilliseconds) }
         if let h = r.allReduceHiddenFraction, let b = r.allReduceBlockedMilliseconds {
             line += String(format: "; gradient all-reduce %.0f%% hidden behind backward, %.1f ms/step blocked", 100 * h, b)
         }
         print(line)
+        if let layers = r.layers {
+            print("| layer kind | ms/step | share | GFLOP/s | % of sgemm peak |")
+            print("|---|---|---|---|---|")
+            for l in layers {
+                let g = l.gflops.map { String(format: "%.1f", $0) } ?? "", p = l.percentOfPeak.map { String(format: "%.0f%%", $0) } ?? ""
+                print(String(format: "| %@ | %.1f | %.1f%% | %@ | %@ |", l.kind, l.millisecondsPerStep, 100 * l.shareOfStep, g, p))
+            }
+        }
         if json {
             var o: [String: Any] = ["images_per_s": r.imagesPerSecond, "gflops": r.gflops, "step_ms": r.stepMilliseconds,
                                     "sgemm_peak_gflops": r.sgemmPeakGflops, "percent_of_peak": r.percentOfPeak, "arch": r.arch,
                                     "batch": r.batch, "ranks": r.ranks, "threads": r.threads, "source": r.source, "data_wait_ms": r.dataWaitMilliseconds]
             if let h = r.allReduceHiddenFraction { o["allreduce_hidden_fraction"] = h }
+            if let layers = r.layers {
+                o["layers"] = layers.map { l -> [String: Any] in
+                    var e: [String: Any] = ["kind": l.kind, "ms_per_step": l.millisecondsPerStep, "share": l.shareOfStep]
+                    if let g = l.gflops { e["gflops"] = g }
+                    if let p = l.percentOfPeak { e["percent_of_peak"] = p }
+                    return e
+                }
+            }
             try printJSON(o)
         }
     }

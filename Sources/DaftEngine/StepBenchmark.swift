@@ -29,6 +29,18 @@ public struct StepBenchmark {
         public var dataWaitMilliseconds: Double
         /// Where the images came from: `synthetic` or the data set's name.
         public var source: String
+        /// Time per layer kind (`profile`), mean over ranks, in `LayerProfile.Kind` order, then `other`.
+        public var layers: [LayerTime]?
+    }
+
+    /// One line of the per-layer-kind breakdown.
+    public struct LayerTime: Codable {
+        public var kind: String
+        public var millisecondsPerStep: Double
+        public var shareOfStep: Double
+        /// GFLOP/s of this kind's own time (nil for kinds without floating-point work worth counting).
+        public var gflops: Double?
+        public var percentOfPeak: Double?
     }
 
     public var config: ResNetConfig
@@ -38,6 +50,8 @@ public struct StepBenchmark {
     public var warmup: Int
     /// Real images instead of synthetic ones (their shape replaces channels/height/width; training augmentation on).
     public var data: (any LabelledImages)?
+    /// Measure time per layer kind (`Result.layers`).
+    public var profile = false
 
     public init(config: ResNetConfig, channels: Int, height: Int, width: Int, batch: Int, steps: Int = 20, warmup: Int = 3,
                 data: (any LabelledImages)? = nil) {
@@ -69,6 +83,8 @@ public struct StepBenchmark {
                               normalization: Normalization(mean: Array(repeating: 0.5, count: channels), std: Array(repeating: 0.25, count: channels)),
                               log: { _ in })
         try trainer.prepareFineTune()
+        let layerProfile = profile ? LayerProfile() : nil
+        model.context.profile = layerProfile
         var total = 0.0, blocked = 0.0, hidden = 0.0, communication = 0.0, dataWait = 0.0
         let perEpoch = trainer.plan.batchesPerEpoch
         for step in 0..<(warmup + steps) {
@@ -77,6 +93,7 @@ public struct StepBenchmark {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let r = try trainer.trainStep(epoch: step / perEpoch, step: step % perEpoch)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if step == warmup - 1 { layerProfile?.reset() }
             if step >= warmup {
                 total += dt
                 dataWait += r.dataWaitSeconds
@@ -92,12 +109,32 @@ public struct StepBenchmark {
         let flopsPerImage = 2 * (3 * macs - stemMacs)
         let ips = Double(batch * steps) / total
         let gflops = flopsPerImage * ips / 1e9
-        let peak = GemmPeak.measure() * Double(comm.size)
+        let peak = ComputeThreads.withBLASThreads { GemmPeak.measure() } * Double(comm.size)
+        var layers: [LayerTime]? = nil
+        if let layerProfile {
+            // mean over ranks of each kind's seconds; FLOPs summed over ranks (the job's), like `gflops`
+            let kinds = LayerProfile.Kind.allCases
+            var sums = kinds.map { layerProfile.seconds[$0] ?? 0 } + kinds.map { layerProfile.flops[$0] ?? 0 }
+            comm.allReduceSum(&sums)
+            let stepSeconds = total / Double(steps)
+            var rows: [LayerTime] = []
+            for (i, kind) in kinds.enumerated() {
+                let perStep = sums[i] / Double(comm.size) / Double(steps)
+                let flopsPerStep = sums[kinds.count + i] / Double(steps)
+                let g = flopsPerStep > 0 && perStep > 0 ? flopsPerStep / perStep / 1e9 : nil
+                rows.append(LayerTime(kind: kind.rawValue, millisecondsPerStep: perStep * 1000, shareOfStep: perStep / stepSeconds,
+                                      gflops: g, percentOfPeak: g.map { 100 * $0 / peak }))
+            }
+            let other = stepSeconds - rows.reduce(0) { $0 + $1.millisecondsPerStep / 1000 }
+            rows.append(LayerTime(kind: "other (batch assembly, loss, gradient buckets, zeroing gradients)",
+                                  millisecondsPerStep: other * 1000, shareOfStep: other / stepSeconds, gflops: nil, percentOfPeak: nil))
+            layers = rows
+        }
         return Result(arch: config.arch, input: "\(channels)x\(height)x\(width)", batch: batch, ranks: comm.size,
-                      threads: BLASThreads.current, steps: steps, imagesPerSecond: ips, stepMilliseconds: total / Double(steps) * 1000,
+                      threads: ComputeThreads.count, steps: steps, imagesPerSecond: ips, stepMilliseconds: total / Double(steps) * 1000,
                       gflops: gflops, sgemmPeakGflops: peak, percentOfPeak: 100 * gflops / peak,
                       allReduceHiddenFraction: comm.size > 1 && communication > 0 ? hidden / communication : nil,
                       allReduceBlockedMilliseconds: comm.size > 1 ? blocked / Double(steps) * 1000 : nil,
-                      dataWaitMilliseconds: dataWait / Double(steps) * 1000, source: self.data?.name ?? "synthetic")
+                      dataWaitMilliseconds: dataWait / Double(steps) * 1000, source: self.data?.name ?? "synthetic", layers: layers)
     }
 }

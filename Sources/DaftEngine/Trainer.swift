@@ -353,7 +353,7 @@ public final class Trainer {
         // 8. weight-space prior (identical on every rank, so added after averaging)
         if let l2sp { l2sp.addGradient(to: model.store); priorLoss += l2sp.penalty(model.store) }
         // 9. optimizer step (the prior's learned variances follow the head's learning rate)
-        sgd.step()
+        model.context.timed(.optimizer) { sgd.step() }
         featurePrior?.step(lr: lr.head)
         // 10. global loss / accuracy for the log (24 bytes)
         var totals = [ce.lossSum, Double(ce.correct), Double(localCount)]

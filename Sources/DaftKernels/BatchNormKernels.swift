@@ -3,15 +3,22 @@ import Foundation
 /// Per-channel batch-norm arithmetic on NCHW float32 data.
 ///
 /// Split into reductions and applications so a synchronized batch norm can all-reduce the
-/// per-channel sums between the two (the layer in DaftModels does that). Each (sample, channel) row is
-/// reduced in float with 16 vector partial sums; rows are combined in float64 so sums over a large batch,
-/// and from several ranks, combine without cancellation trouble.
+/// per-channel sums between the two (the layer in DaftModels does that). Reductions split the channels,
+/// applications the (sample, channel) planes over `ComputeThreads` parts, so results do not depend on the
+/// thread count. Each (sample, channel) row is reduced in float with 16 vector partial sums; rows are
+/// combined in float64 so sums over a large batch, and from several ranks, combine without cancellation trouble.
 public enum BatchNormKernels {
+    /// The fewest channels per `ComputeThreads` part: at least `Elementwise.floatsPerPart` values of work.
+    static func channelsPerPart(_ s: Shape4) -> Int { max(1, Elementwise.floatsPerPart / max(1, s.n * s.spatial)) }
+    /// The fewest (sample, channel) planes per part.
+    static func planesPerPart(_ s: Shape4) -> Int { max(1, Elementwise.floatsPerPart / max(1, s.spatial)) }
+
     /// Adds Σx and Σx² per channel of `x` into `sum` and `sumSquares` (length C).
     public static func accumulateMoments(_ x: UnsafePointer<Float>, _ s: Shape4,
                                          sum: UnsafeMutablePointer<Double>, sumSquares: UnsafeMutablePointer<Double>) {
         let hw = s.spatial
-        for c in 0..<s.c {
+        ComputeThreads.forEachRange(s.c, minimumPerPart: BatchNormKernels.channelsPerPart(s)) { channels in
+        for c in channels {
             var a: Double = 0, q: Double = 0
             for n in 0..<s.n {
                 let p = x + (n * s.c + c) * hw
@@ -30,17 +37,19 @@ public enum BatchNormKernels {
             sum[c] += a
             sumSquares[c] += q
         }
+        }
     }
 
     /// y = x·scale[c] + shift[c], then ReLU when `relu` (scale = γ·invstd, shift = β − mean·scale).
     public static func applyAffine(_ x: UnsafePointer<Float>, _ s: Shape4, scale: UnsafePointer<Float>,
                                    shift: UnsafePointer<Float>, relu: Bool, _ y: UnsafeMutablePointer<Float>) {
         let hw = s.spatial
-        for n in 0..<s.n {
-            for c in 0..<s.c {
+        ComputeThreads.forEachRange(s.n * s.c, minimumPerPart: BatchNormKernels.planesPerPart(s)) { planes in
+            for plane in planes {
+                let c = plane % s.c
                 let a = scale[c], b = shift[c]
                 let av = F8(repeating: a), bv = F8(repeating: b)
-                let p = x + (n * s.c + c) * hw, q = y + (n * s.c + c) * hw
+                let p = x + plane * hw, q = y + plane * hw
                 var i = 0
                 if relu {
                     while i &+ 8 <= hw { store8(relu8(load8(p + i) * av + bv), q + i); i &+= 8 }
@@ -55,6 +64,12 @@ public enum BatchNormKernels {
 
     /// Zeroes dy where the (post-ReLU) output y is not positive: the ReLU backward, in place.
     public static func reluMask(_ dy: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, count: Int) {
+        ComputeThreads.forEachRange(count, minimumPerPart: Elementwise.floatsPerPart) { r in
+            reluMask(dy + r.lowerBound, output: y + r.lowerBound, serialCount: r.count)
+        }
+    }
+
+    static func reluMask(_ dy: UnsafeMutablePointer<Float>, output y: UnsafePointer<Float>, serialCount count: Int) {
         var i = 0
         while i &+ 8 <= count {
             let yv = load8(y + i)
@@ -69,7 +84,8 @@ public enum BatchNormKernels {
                                               mean: UnsafePointer<Float>, invstd: UnsafePointer<Float>,
                                               sumDy: UnsafeMutablePointer<Double>, sumDyXhat: UnsafeMutablePointer<Double>) {
         let hw = s.spatial
-        for c in 0..<s.c {
+        ComputeThreads.forEachRange(s.c, minimumPerPart: BatchNormKernels.channelsPerPart(s)) { channels in
+        for c in channels {
             let m = mean[c], r = invstd[c]
             let mv = F8(repeating: m)
             var a: Double = 0, b: Double = 0
@@ -91,6 +107,7 @@ public enum BatchNormKernels {
             sumDy[c] += a
             sumDyXhat[c] += b * Double(r)
         }
+        }
     }
 
     /// Training-mode input gradient: dx = γ·invstd·(dy − meanDy − x̂·meanDyXhat), written (not added) to dx.
@@ -100,11 +117,12 @@ public enum BatchNormKernels {
                                           meanDy: UnsafePointer<Float>, meanDyXhat: UnsafePointer<Float>,
                                           _ dx: UnsafeMutablePointer<Float>) {
         let hw = s.spatial
-        for n in 0..<s.n {
-            for c in 0..<s.c {
+        ComputeThreads.forEachRange(s.n * s.c, minimumPerPart: BatchNormKernels.planesPerPart(s)) { planes in
+            for plane in planes {
+                let c = plane % s.c
                 let r = invstd[c], k = gamma[c] * r, m = mean[c], md = meanDy[c], mx = meanDyXhat[c] * r
                 let kv = F8(repeating: k), mv = F8(repeating: m), mdv = F8(repeating: md), mxv = F8(repeating: mx)
-                let px = x + (n * s.c + c) * hw, pd = dy + (n * s.c + c) * hw, q = dx + (n * s.c + c) * hw
+                let px = x + plane * hw, pd = dy + plane * hw, q = dx + plane * hw
                 var i = 0
                 while i &+ 8 <= hw {
                     store8(kv * (load8(pd + i) - mdv - (load8(px + i) - mv) * mxv), q + i)
@@ -119,11 +137,11 @@ public enum BatchNormKernels {
     public static func evalBackwardInput(_ dy: UnsafePointer<Float>, _ s: Shape4, scale: UnsafePointer<Float>,
                                          _ dx: UnsafeMutablePointer<Float>) {
         let hw = s.spatial
-        for n in 0..<s.n {
-            for c in 0..<s.c {
-                let k = scale[c]
+        ComputeThreads.forEachRange(s.n * s.c, minimumPerPart: BatchNormKernels.planesPerPart(s)) { planes in
+            for plane in planes {
+                let k = scale[plane % s.c]
                 let kv = F8(repeating: k)
-                let pd = dy + (n * s.c + c) * hw, q = dx + (n * s.c + c) * hw
+                let pd = dy + plane * hw, q = dx + plane * hw
                 var i = 0
                 while i &+ 8 <= hw { store8(load8(pd + i) * kv, q + i); i &+= 8 }
                 while i < hw { q[i] = pd[i] * k; i &+= 1 }

@@ -27,6 +27,19 @@ public struct ConvGeometry: Equatable {
     public func forwardMACs(_ x: Shape4) -> Int { outputShape(x).count * patchSize }
 }
 
+/// One thread's scratch memory for the convolution kernels (im2col columns, GEMM outputs, padded planes,
+/// weight-gradient partial sums). `ConvWorkspace` keeps one per `ComputeThreads` part.
+final class ConvScratch {
+    let col = FloatBuffer()
+    let gemmOut = FloatBuffer()
+    let dxOut = FloatBuffer()
+    let padded = FloatBuffer()
+    let paddedGrad = FloatBuffer()
+    let weightGradAcc = FloatBuffer()
+    /// A part's own weight gradient (parts after the first), added into the layer's in part order.
+    let weightGradPart = FloatBuffer()
+}
+
 /// Scratch memory shared by every convolution of a model (one training step runs one layer at a time).
 public final class ConvWorkspace {
     /// Upper bound on the im2col matrix, in floats; the batch is processed in sample chunks below it.
@@ -34,14 +47,11 @@ public final class ConvWorkspace {
     /// Preferred size of the im2col matrix of one chunk, in floats: small enough that the matrix stays in
     /// the core's L2 cache between im2col, OpenBLAS's packing and the kernel (the chunk is at least one sample).
     public var cacheColumnFloats: Int
-    let col = FloatBuffer()
-    let gemmOut = FloatBuffer()
-    let dxOut = FloatBuffer()
+    /// Weights rearranged once per call and read by every part: flipped-transposed, or packed for the direct kernels.
     let flipped = FloatBuffer()
-    let padded = FloatBuffer()
-    let paddedGrad = FloatBuffer()
     let directWeights = FloatBuffer()
-    let weightGradAcc = FloatBuffer()
+    /// Per-part scratch, grown to the largest number of parts asked for.
+    private var scratches: [ConvScratch] = [ConvScratch()]
     /// Which 3×3, stride-1, padding-1 convolutions use the direct kernels instead of im2col + `sgemm`.
     public var directPolicy: DirectConvolutionPolicy
     /// Which family of direct kernels runs those convolutions: `DirectKernelISA.preferred` (AVX-512 when the
@@ -55,6 +65,12 @@ public final class ConvWorkspace {
         self.cacheColumnFloats = cacheColumnFloats
         self.directPolicy = directPolicy
         self.directKernels = directKernels
+    }
+
+    /// The scratch of parts 0 ..< parts (created on first use, before the parts run concurrently).
+    func scratch(parts: Int) -> [ConvScratch] {
+        while scratches.count < parts { scratches.append(ConvScratch()) }
+        return scratches
     }
 
     func samplesPerChunk(patch: Int, outSpatial: Int, batch: Int) -> Int {
@@ -236,6 +252,35 @@ public enum Conv2D {
         }
     }
 
+    /// The im2col matrix of samples `n0 ..< n0+nc` in `scratch` — or, for a one-sample chunk of a 1×1 stride-1
+    /// convolution, the sample itself.
+    static func columns(_ x: UnsafePointer<Float>, _ xs: Shape4, _ g: ConvGeometry, n0: Int, nc: Int,
+                        _ scratch: ConvScratch) -> UnsafePointer<Float> {
+        if nc == 1 && g.isPointwise { return x + n0 * g.cin * xs.spatial }
+        let col = scratch.col.reserve(g.patchSize * nc * g.outputShape(xs).spatial)
+        im2col(x, xs, g, n0: n0, nc: nc, col)
+        return UnsafePointer(col)
+    }
+
+    /// dBias[c] += Σ over samples and pixels of dy (shape `ys`) in channel c.
+    static func accumulateBiasGradient(_ dy: UnsafePointer<Float>, _ ys: Shape4, _ dBias: UnsafeMutablePointer<Float>) {
+        for co in 0..<ys.c {
+            var sum: Float = 0
+            for n in 0..<ys.n { sum += Vec.sum(dy + (n * ys.c + co) * ys.spatial, ys.spatial) }
+            dBias[co] += sum
+        }
+    }
+
+    /// The number of chunks of `chunk` samples a batch of `n` is cut into.
+    static func chunkCount(_ n: Int, _ chunk: Int) -> Int { (n + chunk - 1) / chunk }
+
+    /// The samples of `ComputeThreads` part `part`: whole chunks of the one-thread chunking (chunk k is samples
+    /// k·chunk ..< (k+1)·chunk), so every GEMM sees the same columns whatever the thread count.
+    static func chunkedSamples(_ part: Int, of parts: Int, batch n: Int, chunk: Int) -> Range<Int> {
+        let chunks = ComputeThreads.range(part, of: parts, total: chunkCount(n, chunk))
+        return min(n, chunks.lowerBound * chunk) ..< min(n, chunks.upperBound * chunk)
+    }
+
     /// y = conv(x, weight) (+ bias). `y` is NCHW of `g.outputShape(xs)`.
     public static func forward(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>,
                                bias: UnsafePointer<Float>?, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>,
@@ -248,39 +293,37 @@ public enum Conv2D {
         let ys = g.outputShape(xs)
         let osp = ys.spatial, K = g.patchSize
         let chunk = ws.samplesPerChunk(g, outSpatial: osp, batch: xs.n)
-        var n0 = 0
-        while n0 < xs.n {
-            let nc = min(chunk, xs.n - n0)
-            let ld = nc * osp
-            let b: UnsafePointer<Float>
-            if nc == 1 && g.isPointwise {
-                b = x + n0 * g.cin * osp
-            } else {
-                let col = ws.col.reserve(K * ld)
-                im2col(x, xs, g, n0: n0, nc: nc, col)
-                b = UnsafePointer(col)
-            }
-            if nc == 1 {
-                let dst = y + n0 * g.cout * osp
-                sgemm(transA: false, transB: false, m: g.cout, n: osp, k: K, alpha: 1, a: weight, lda: K,
-                      b: b, ldb: osp, beta: 0, c: dst, ldc: osp)
-                if let bias {
-                    for co in 0..<g.cout { let p = dst + co * osp; Vec.copyAddingScalar(p, bias[co], p, osp) }
-                }
-            } else {
-                let out = ws.gemmOut.reserve(g.cout * ld)
-                sgemm(transA: false, transB: false, m: g.cout, n: ld, k: K, alpha: 1, a: weight, lda: K,
-                      b: b, ldb: ld, beta: 0, c: out, ldc: ld)
-                // channel-major GEMM output -> NCHW
-                for s in 0..<nc {
-                    for co in 0..<g.cout {
-                        let src = out + co * ld + s * osp
-                        let dst = y + ((n0 + s) * g.cout + co) * osp
-                        if let bias { Vec.copyAddingScalar(src, bias[co], dst, osp) } else { Vec.copy(src, dst, osp) }
+        let parts = ComputeThreads.parts(chunkCount(xs.n, chunk))
+        let scratch = ws.scratch(parts: parts)
+        ComputeThreads.run(parts) { part in
+            let s = scratch[part], samples = chunkedSamples(part, of: parts, batch: xs.n, chunk: chunk)
+            var n0 = samples.lowerBound
+            while n0 < samples.upperBound {
+                let nc = min(chunk, samples.upperBound - n0)
+                let ld = nc * osp
+                let b = columns(x, xs, g, n0: n0, nc: nc, s)
+                if nc == 1 {
+                    let dst = y + n0 * g.cout * osp
+                    sgemm(transA: false, transB: false, m: g.cout, n: osp, k: K, alpha: 1, a: weight, lda: K,
+                          b: b, ldb: osp, beta: 0, c: dst, ldc: osp)
+                    if let bias {
+                        for co in 0..<g.cout { let p = dst + co * osp; Vec.copyAddingScalar(p, bias[co], p, osp) }
+                    }
+                } else {
+                    let out = s.gemmOut.reserve(g.cout * ld)
+                    sgemm(transA: false, transB: false, m: g.cout, n: ld, k: K, alpha: 1, a: weight, lda: K,
+                          b: b, ldb: ld, beta: 0, c: out, ldc: ld)
+                    // channel-major GEMM output -> NCHW
+                    for j in 0..<nc {
+                        for co in 0..<g.cout {
+                            let src = out + co * ld + j * osp
+                            let dst = y + ((n0 + j) * g.cout + co) * osp
+                            if let bias { Vec.copyAddingScalar(src, bias[co], dst, osp) } else { Vec.copy(src, dst, osp) }
+                        }
                     }
                 }
+                n0 += nc
             }
-            n0 += nc
         }
     }
 
@@ -295,73 +338,81 @@ public enum Conv2D {
         }
         let ys = g.outputShape(xs)
         let osp = ys.spatial, K = g.patchSize, hw = xs.spatial
+        if let dBias { accumulateBiasGradient(dy, ys, dBias) }
+        if dWeight == nil && dx == nil { return }
         let viaTransposed = dx != nil && g.isSameStride1
         let tg = g.transposedSame
         let Kt = viaTransposed ? tg.patchSize : 0
         if viaTransposed { flipTransposed(weight, g, ws.flipped.reserve(g.weightCount)) }
+        let wt = UnsafePointer(ws.flipped.pointer)
         let chunk = ws.samplesPerChunk(patch: max(K, Kt), outSpatial: osp, batch: xs.n)
-        var n0 = 0
-        while n0 < xs.n {
-            let nc = min(chunk, xs.n - n0)
-            let ld = nc * osp
-            // dy of the chunk as a channel-major cout × ld matrix
-            let dyc: UnsafePointer<Float>
-            if nc == 1 {
-                dyc = dy + n0 * g.cout * osp
+        let parts = ComputeThreads.parts(chunkCount(xs.n, chunk))
+        let scratch = ws.scratch(parts: parts)
+        ComputeThreads.run(parts) { part in
+            let s = scratch[part], samples = chunkedSamples(part, of: parts, batch: xs.n, chunk: chunk)
+            // the first part adds into the layer's gradient, the others into their own (added below)
+            let dW: UnsafeMutablePointer<Float>?
+            if let dWeight, part > 0 {
+                dW = s.weightGradPart.reserve(g.weightCount)
+                Vec.zero(dW!, g.weightCount)
             } else {
-                let buf = ws.gemmOut.reserve(g.cout * ld)
-                for s in 0..<nc {
-                    for co in 0..<g.cout {
-                        Vec.copy(dy + ((n0 + s) * g.cout + co) * osp, buf + co * ld + s * osp, osp)
-                    }
-                }
-                dyc = UnsafePointer(buf)
+                dW = dWeight
             }
-            if let dBias {
-                for co in 0..<g.cout { dBias[co] += Vec.sum(dyc + co * ld, ld) }
-            }
-            if let dWeight {
-                let b: UnsafePointer<Float>
-                if nc == 1 && g.isPointwise {
-                    b = x + n0 * g.cin * hw
+            var n0 = samples.lowerBound
+            while n0 < samples.upperBound {
+                let nc = min(chunk, samples.upperBound - n0)
+                let ld = nc * osp
+                // dy of the chunk as a channel-major cout × ld matrix
+                let dyc: UnsafePointer<Float>
+                if nc == 1 {
+                    dyc = dy + n0 * g.cout * osp
                 } else {
-                    let col = ws.col.reserve(K * ld)
-                    im2col(x, xs, g, n0: n0, nc: nc, col)
-                    b = UnsafePointer(col)
-                }
-                sgemm(transA: false, transB: true, m: g.cout, n: K, k: ld, alpha: 1, a: dyc, lda: ld,
-                      b: b, ldb: ld, beta: 1, c: dWeight, ldc: K)
-            }
-            if let dx {
-                if viaTransposed {
-                    // dx = conv(dy, flipped Wᵀ): im2col of dy (shape ys) with the transposed geometry
-                    let col = ws.col.reserve(Kt * ld)
-                    im2col(dy, ys, tg, n0: n0, nc: nc, col)
-                    let wt = UnsafePointer(ws.flipped.pointer)
-                    if nc == 1 {
-                        sgemm(transA: false, transB: false, m: g.cin, n: hw, k: Kt, alpha: 1, a: wt, lda: Kt,
-                              b: col, ldb: hw, beta: 1, c: dx + n0 * g.cin * hw, ldc: hw)
-                    } else {
-                        let out = ws.dxOut.reserve(g.cin * ld)
-                        sgemm(transA: false, transB: false, m: g.cin, n: ld, k: Kt, alpha: 1, a: wt, lda: Kt,
-                              b: col, ldb: ld, beta: 0, c: out, ldc: ld)
-                        for s in 0..<nc {
-                            for ci in 0..<g.cin {
-                                Vec.addInPlace(out + ci * ld + s * hw, dx + ((n0 + s) * g.cin + ci) * hw, hw)
-                            }
+                    let buf = s.gemmOut.reserve(g.cout * ld)
+                    for j in 0..<nc {
+                        for co in 0..<g.cout {
+                            Vec.copy(dy + ((n0 + j) * g.cout + co) * osp, buf + co * ld + j * osp, osp)
                         }
                     }
-                } else if nc == 1 && g.isPointwise {
-                    sgemm(transA: true, transB: false, m: g.cin, n: hw, k: g.cout, alpha: 1, a: weight, lda: K,
-                          b: dyc, ldb: ld, beta: 1, c: dx + n0 * g.cin * hw, ldc: hw)
-                } else {
-                    let col = ws.col.reserve(K * ld)
-                    sgemm(transA: true, transB: false, m: K, n: ld, k: g.cout, alpha: 1, a: weight, lda: K,
-                          b: dyc, ldb: ld, beta: 0, c: col, ldc: ld)
-                    col2imAdd(col, xs, g, n0: n0, nc: nc, dx)
+                    dyc = UnsafePointer(buf)
                 }
+                if let dW {
+                    let b = columns(x, xs, g, n0: n0, nc: nc, s)
+                    sgemm(transA: false, transB: true, m: g.cout, n: K, k: ld, alpha: 1, a: dyc, lda: ld,
+                          b: b, ldb: ld, beta: 1, c: dW, ldc: K)
+                }
+                if let dx {
+                    if viaTransposed {
+                        // dx = conv(dy, flipped Wᵀ): im2col of dy (shape ys) with the transposed geometry
+                        let col = s.col.reserve(Kt * ld)
+                        im2col(dy, ys, tg, n0: n0, nc: nc, col)
+                        if nc == 1 {
+                            sgemm(transA: false, transB: false, m: g.cin, n: hw, k: Kt, alpha: 1, a: wt, lda: Kt,
+                                  b: col, ldb: hw, beta: 1, c: dx + n0 * g.cin * hw, ldc: hw)
+                        } else {
+                            let out = s.dxOut.reserve(g.cin * ld)
+                            sgemm(transA: false, transB: false, m: g.cin, n: ld, k: Kt, alpha: 1, a: wt, lda: Kt,
+                                  b: col, ldb: ld, beta: 0, c: out, ldc: ld)
+                            for j in 0..<nc {
+                                for ci in 0..<g.cin {
+                                    Vec.addInPlace(out + ci * ld + j * hw, dx + ((n0 + j) * g.cin + ci) * hw, hw)
+                                }
+                            }
+                        }
+                    } else if nc == 1 && g.isPointwise {
+                        sgemm(transA: true, transB: false, m: g.cin, n: hw, k: g.cout, alpha: 1, a: weight, lda: K,
+                              b: dyc, ldb: ld, beta: 1, c: dx + n0 * g.cin * hw, ldc: hw)
+                    } else {
+                        let col = s.col.reserve(K * ld)
+                        sgemm(transA: true, transB: false, m: K, n: ld, k: g.cout, alpha: 1, a: weight, lda: K,
+                              b: dyc, ldb: ld, beta: 0, c: col, ldc: ld)
+                        col2imAdd(col, xs, g, n0: n0, nc: nc, dx)
+                    }
+                }
+                n0 += nc
             }
-            n0 += nc
+        }
+        if let dWeight {
+            for part in 1..<parts { Vec.addInPlace(scratch[part].weightGradPart.pointer, dWeight, g.weightCount) }
         }
     }
 }

@@ -185,8 +185,8 @@ extension Conv2D {
         }
     }
 
-    /// Forward of a 3×3, stride-1, padding-1 convolution, one sample at a time: pad, direct kernel,
-    /// copy the valid columns out (adding the bias).
+    /// Forward of a 3×3, stride-1, padding-1 convolution, one sample at a time (the samples split over
+    /// `ComputeThreads` parts): pad, direct kernel, copy the valid columns out (adding the bias).
     static func direct3x3Forward(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>,
                                  bias: UnsafePointer<Float>?, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>,
                                  workspace ws: ConvWorkspace) {
@@ -195,18 +195,22 @@ extension Conv2D {
         let hw = xs.spatial, blocks = (g.cout + k.group - 1) / k.group
         let pw = ws.directWeights.reserve(blocks * k.group * g.cin * 9)
         packDirect3x3(weight, cin: g.cin, cout: g.cout, flipTransposed: false, group: k.group, pw)
-        let p = ws.padded.reserve(g.cin * L.stride)
-        let out = ws.gemmOut.reserve(blocks * k.group * L.q)
-        for n in 0..<xs.n {
-            L.pad(x + n * g.cin * hw, channels: g.cin, paddedChannels: g.cin, p)
-            k.planes(p, inC: g.cin, L, packed: pw, blocks: blocks, out)
-            for co in 0..<g.cout {
-                let src = out + co * L.q, dst = y + (n * g.cout + co) * hw
-                for oh in 0..<xs.h {
-                    if let bias {
-                        Vec.copyAddingScalar(src + oh * L.wp, bias[co], dst + oh * xs.w, xs.w)
-                    } else {
-                        Vec.copy(src + oh * L.wp, dst + oh * xs.w, xs.w)
+        let parts = ComputeThreads.parts(xs.n)
+        let scratch = ws.scratch(parts: parts)
+        ComputeThreads.run(parts) { part in
+            let p = scratch[part].padded.reserve(g.cin * L.stride)
+            let out = scratch[part].gemmOut.reserve(blocks * k.group * L.q)
+            for n in ComputeThreads.range(part, of: parts, total: xs.n) {
+                L.pad(x + n * g.cin * hw, channels: g.cin, paddedChannels: g.cin, p)
+                k.planes(p, inC: g.cin, L, packed: pw, blocks: blocks, out)
+                for co in 0..<g.cout {
+                    let src = out + co * L.q, dst = y + (n * g.cout + co) * hw
+                    for oh in 0..<xs.h {
+                        if let bias {
+                            Vec.copyAddingScalar(src + oh * L.wp, bias[co], dst + oh * xs.w, xs.w)
+                        } else {
+                            Vec.copy(src + oh * L.wp, dst + oh * xs.w, xs.w)
+                        }
                     }
                 }
             }
@@ -250,8 +254,9 @@ extension Conv2D {
         }
     }
 
-    /// Backward of a 3×3, stride-1, padding-1 convolution, one sample at a time: dW by the direct
-    /// reduction, dx as the direct convolution of padded dy with the flipped, transposed kernel.
+    /// Backward of a 3×3, stride-1, padding-1 convolution, one sample at a time (the samples split over
+    /// `ComputeThreads` parts, each with its own weight-gradient partial sums, added in part order): dW by the
+    /// direct reduction, dx as the direct convolution of padded dy with the flipped, transposed kernel.
     static func direct3x3Backward(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                                   dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                   dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
@@ -260,41 +265,43 @@ extension Conv2D {
         let L = Direct3x3Layout(h: xs.h, w: xs.w, tile: k.tile)
         let hw = xs.spatial
         let outBlocks = (g.cout + k.group - 1) / k.group, inBlocks = (g.cin + k.group - 1) / k.group
-        if let dBias {
-            for co in 0..<g.cout {
-                var s: Float = 0
-                for n in 0..<xs.n { s += Vec.sum(dy + (n * g.cout + co) * hw, hw) }
-                dBias[co] += s
-            }
-        }
+        if let dBias { accumulateBiasGradient(dy, g.outputShape(xs), dBias) }
         if dWeight == nil && dx == nil { return }
-        let pd = ws.paddedGrad.reserve(outBlocks * k.group * L.stride)
-        let px = dWeight != nil ? ws.padded.reserve(g.cin * L.stride) : ws.padded.pointer
         let accCount = outBlocks * k.group * g.cin * 9 * k.lanes
-        let acc = dWeight != nil ? ws.weightGradAcc.reserve(accCount) : ws.weightGradAcc.pointer
-        if dWeight != nil { Vec.zero(acc, accCount) }
         let pw = dx != nil ? ws.directWeights.reserve(inBlocks * k.group * g.cout * 9) : ws.directWeights.pointer
-        let out = dx != nil ? ws.dxOut.reserve(inBlocks * k.group * L.q) : ws.dxOut.pointer
         if dx != nil { packDirect3x3(weight, cin: g.cin, cout: g.cout, flipTransposed: true, group: k.group, pw) }
-        for n in 0..<xs.n {
-            L.pad(dy + n * g.cout * hw, channels: g.cout, paddedChannels: outBlocks * k.group, pd)
-            if dWeight != nil {
-                L.pad(x + n * g.cin * hw, channels: g.cin, paddedChannels: g.cin, px)
-                k.weightGradPlanes(px, cin: g.cin, pd, blocks: outBlocks, L, acc)
-            }
-            if let dx {
-                k.planes(pd, inC: g.cout, L, packed: pw, blocks: inBlocks, out)
-                for ci in 0..<g.cin {
-                    let src = out + ci * L.q, dst = dx + (n * g.cin + ci) * hw
-                    for ih in 0..<xs.h { Vec.addInPlace(src + ih * L.wp, dst + ih * xs.w, xs.w) }
+        let parts = ComputeThreads.parts(xs.n)
+        let scratch = ws.scratch(parts: parts)
+        ComputeThreads.run(parts) { part in
+            let s = scratch[part]
+            let pd = s.paddedGrad.reserve(outBlocks * k.group * L.stride)
+            let px = dWeight != nil ? s.padded.reserve(g.cin * L.stride) : s.padded.pointer
+            let acc = dWeight != nil ? s.weightGradAcc.reserve(accCount) : s.weightGradAcc.pointer
+            if dWeight != nil { Vec.zero(acc, accCount) }
+            let out = dx != nil ? s.dxOut.reserve(inBlocks * k.group * L.q) : s.dxOut.pointer
+            for n in ComputeThreads.range(part, of: parts, total: xs.n) {
+                L.pad(dy + n * g.cout * hw, channels: g.cout, paddedChannels: outBlocks * k.group, pd)
+                if dWeight != nil {
+                    L.pad(x + n * g.cin * hw, channels: g.cin, paddedChannels: g.cin, px)
+                    k.weightGradPlanes(px, cin: g.cin, pd, blocks: outBlocks, L, acc)
+                }
+                if let dx {
+                    k.planes(pd, inC: g.cout, L, packed: pw, blocks: inBlocks, out)
+                    for ci in 0..<g.cin {
+                        let src = out + ci * L.q, dst = dx + (n * g.cin + ci) * hw
+                        for ih in 0..<xs.h { Vec.addInPlace(src + ih * L.wp, dst + ih * xs.w, xs.w) }
+                    }
                 }
             }
         }
         if let dWeight {
-            for co in 0..<g.cout {
-                for t in 0..<(g.cin * 9) {
-                    let a = acc + (co * g.cin * 9 + t) * k.lanes
-                    dWeight[co * g.cin * 9 + t] += k.lanes == 16 ? (load8(a) + load8(a + 8)).sum() : load8(a).sum()
+            for part in 0..<parts {
+                let acc = scratch[part].weightGradAcc.pointer
+                for co in 0..<g.cout {
+                    for t in 0..<(g.cin * 9) {
+                        let a = acc + (co * g.cin * 9 + t) * k.lanes
+                        dWeight[co * g.cin * 9 + t] += k.lanes == 16 ? (load8(a) + load8(a + 8)).sum() : load8(a).sum()
+                    }
                 }
             }
         }

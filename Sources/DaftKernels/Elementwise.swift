@@ -1,31 +1,53 @@
 import Foundation
 
-/// Pooling, residual and activation kernels (NCHW float32), each with its backward.
+/// Pooling, residual and activation kernels (NCHW float32), each with its backward. The long ones split
+/// their index range (pooling: the (sample, channel) planes) over `ComputeThreads` parts; every element is
+/// computed as by one thread.
 public enum Elementwise {
+    /// The fewest floats per `ComputeThreads` part of an elementwise kernel (smaller ranges stay on one thread;
+    /// tests lower it to split small tensors).
+    nonisolated(unsafe) public internal(set) static var floatsPerPart = 1 << 15
+
     /// y = max(x, 0).
     public static func relu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        var i = 0
-        while i &+ 8 <= count { store8(relu8(load8(x + i)), y + i); i &+= 8 }
-        while i < count { let v = x[i]; y[i] = v < 0 ? 0 : v; i &+= 1 }
+        ComputeThreads.forEachRange(count, minimumPerPart: floatsPerPart) { r in
+            let x = x + r.lowerBound, y = y + r.lowerBound, count = r.count
+            var i = 0
+            while i &+ 8 <= count { store8(relu8(load8(x + i)), y + i); i &+= 8 }
+            while i < count { let v = x[i]; y[i] = v < 0 ? 0 : v; i &+= 1 }
+        }
     }
 
     /// y = max(a + b, 0): the residual join of a ResNet block.
     public static func addRelu(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        var i = 0
-        while i &+ 8 <= count { store8(relu8(load8(a + i) + load8(b + i)), y + i); i &+= 8 }
-        while i < count { let v = a[i] + b[i]; y[i] = v < 0 ? 0 : v; i &+= 1 }
+        ComputeThreads.forEachRange(count, minimumPerPart: floatsPerPart) { r in
+            let a = a + r.lowerBound, b = b + r.lowerBound, y = y + r.lowerBound, count = r.count
+            var i = 0
+            while i &+ 8 <= count { store8(relu8(load8(a + i) + load8(b + i)), y + i); i &+= 8 }
+            while i < count { let v = a[i] + b[i]; y[i] = v < 0 ? 0 : v; i &+= 1 }
+        }
     }
 
     /// y = a + b.
     public static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
-        var i = 0
-        while i &+ 8 <= count { store8(load8(a + i) + load8(b + i), y + i); i &+= 8 }
-        while i < count { y[i] = a[i] + b[i]; i &+= 1 }
+        ComputeThreads.forEachRange(count, minimumPerPart: floatsPerPart) { r in
+            let a = a + r.lowerBound, b = b + r.lowerBound, y = y + r.lowerBound, count = r.count
+            var i = 0
+            while i &+ 8 <= count { store8(load8(a + i) + load8(b + i), y + i); i &+= 8 }
+            while i < count { y[i] = a[i] + b[i]; i &+= 1 }
+        }
     }
 
     /// y += x.
     public static func accumulate(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
-        Vec.addInPlace(x, y, count)
+        ComputeThreads.forEachRange(count, minimumPerPart: floatsPerPart) { r in
+            Vec.addInPlace(x + r.lowerBound, y + r.lowerBound, r.count)
+        }
+    }
+
+    /// y = 0 over `count` floats.
+    public static func zero(_ y: UnsafeMutablePointer<Float>, count: Int) {
+        ComputeThreads.forEachRange(count, minimumPerPart: floatsPerPart) { r in Vec.zero(y + r.lowerBound, r.count) }
     }
 
     /// Global average pool: [N,C,H,W] -> [N,C].
@@ -54,7 +76,8 @@ public enum Elementwise {
     public static func maxPool(_ x: UnsafePointer<Float>, _ s: Shape4, kernel: Int, stride: Int, padding: Int,
                                _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
         let o = maxPoolShape(s, kernel: kernel, stride: stride, padding: padding)
-        for nc in 0..<(s.n * s.c) {
+        ComputeThreads.forEachRange(s.n * s.c, minimumPerPart: max(1, floatsPerPart / max(1, s.spatial))) { planes in
+        for nc in planes {
             let p = x + nc * s.spatial
             for oh in 0..<o.h {
                 for ow in 0..<o.w {
@@ -75,12 +98,17 @@ public enum Elementwise {
                 }
             }
         }
+        }
     }
 
-    /// Max-pool backward: adds each dy to the input position that won the forward max.
-    public static func maxPoolBackwardAdd(_ dy: UnsafePointer<Float>, outputCount: Int, argmax: UnsafePointer<Int32>,
+    /// Max-pool backward: adds each dy (output shape `os`) to the input position that won the forward max.
+    /// Parts take whole planes: every maximum lies in its own (sample, channel) plane.
+    public static func maxPoolBackwardAdd(_ dy: UnsafePointer<Float>, _ os: Shape4, argmax: UnsafePointer<Int32>,
                                           _ dx: UnsafeMutablePointer<Float>) {
-        for i in 0..<outputCount { dx[Int(argmax[i])] += dy[i] }
+        let plane = os.spatial
+        ComputeThreads.forEachRange(os.n * os.c, minimumPerPart: max(1, floatsPerPart / max(1, plane))) { planes in
+            for i in (planes.lowerBound * plane) ..< (planes.upperBound * plane) { dx[Int(argmax[i])] += dy[i] }
+        }
     }
 }
 

@@ -7,14 +7,37 @@ public final class StepContext {
     public var sync: Communicator?
     public let workspace = ConvWorkspace()
     public var gradientReady: ((Int) -> Void)?
+    /// Set to measure time per layer kind (`daft bench --profile`); nil otherwise.
+    public var profile: LayerProfile?
     public init(sync: Communicator? = nil) { self.sync = sync }
     @inline(__always) func ready(_ index: Int) { gradientReady?(index) }
 }
 
+/// The buffers a model's layers share because what they hold is dead outside a short window, so a model
+/// keeps a handful of gradient buffers instead of two per layer (what PyTorch's autograd frees as it goes):
+///
+/// - gradients of block outputs alternate between two buffers by block (block j writes its input gradient
+///   into block j − 1's, which is the other one);
+/// - gradients of a block's inner unit outputs alternate between two more by unit;
+/// - the gradient of a unit's BN input lives only between its BN backward and its convolution backward;
+/// - the output of a downsample shortcut lives only until the residual join adds it, and its backward
+///   never reads it (a block's last unit writes straight into the block's output, which the join then
+///   updates in place).
+///
+/// Each buffer grows in the forward pass (before its contents matter) to the largest layer using it.
+public final class SharedActivations {
+    let blockGradients = [FloatBuffer(), FloatBuffer()]
+    let unitGradients = [FloatBuffer(), FloatBuffer()]
+    let convGradient = FloatBuffer()
+    let shortcutOutput = FloatBuffer()
+    public init() {}
+}
+
 /// Conv (no bias) → BatchNorm → optional ReLU: the unit every ResNet is made of.
 ///
-/// Keeps its conv output (the BN input) and its output for the backward; `dOut` receives the gradient
-/// of its output from whoever consumed it (zeroed by the model before they add into it).
+/// Keeps its conv output (the BN input) and, with ReLU, its output for the backward; `dOut` (nil when the
+/// caller always hands its gradient in) receives the gradient of its output from whoever consumed it
+/// (zeroed by the model before they add into it). `out` and `dOut` may be `SharedActivations` buffers.
 public final class ConvBN {
     public let convName: String
     public let geometry: ConvGeometry
@@ -25,10 +48,14 @@ public final class ConvBN {
     public let weightIndex: Int
     public private(set) var inShape = Shape4(0, 0, 0, 0)
     public private(set) var outShape = Shape4(0, 0, 0, 0)
-    let convOut = FloatBuffer(), dConvOut = FloatBuffer()
-    public let out = FloatBuffer(), dOut = FloatBuffer()
+    let convOut = FloatBuffer()
+    let dConvOut: FloatBuffer
+    public let out: FloatBuffer
+    public let dOut: FloatBuffer?
 
-    public init(conv convName: String, bn bnName: String, geometry: ConvGeometry, relu: Bool, store: ParameterStore) {
+    public init(conv convName: String, bn bnName: String, geometry: ConvGeometry, relu: Bool, store: ParameterStore,
+                out: FloatBuffer = FloatBuffer(), dOut: FloatBuffer?, dConvOut: FloatBuffer) {
+        self.out = out; self.dOut = dOut; self.dConvOut = dConvOut
         self.convName = convName
         self.geometry = geometry
         self.relu = relu
@@ -39,6 +66,8 @@ public final class ConvBN {
     }
 
     public var weight: UnsafeMutablePointer<Float> { store.parameterPointer + weightOffset }
+    /// This convolution's line in a `LayerProfile`.
+    var kind: LayerProfile.Kind { LayerProfile.Kind.of(convName, geometry) }
 
     /// Kaiming-normal (fan_out, ReLU gain) like torchvision, and default BN.
     public func resetParameters(rng: inout SplitMix64) {
@@ -52,20 +81,30 @@ public final class ConvBN {
         inShape = xs
         outShape = geometry.outputShape(xs)
         let n = outShape.count
-        convOut.reserve(n); out.reserve(n); dOut.reserve(n); dConvOut.reserve(n)
-        Conv2D.forward(x, xs, weight: weight, bias: nil, geometry, convOut.pointer, workspace: context.workspace)
-        try bn.forward(convOut.pointer, outShape, out.pointer, mode: mode, relu: relu, sync: context.sync)
+        convOut.reserve(n); out.reserve(n); dOut?.reserve(n); dConvOut.reserve(n)
+        let macs = Double(geometry.forwardMACs(xs))
+        context.timed(kind, flops: 2 * macs) {
+            Conv2D.forward(x, xs, weight: weight, bias: nil, geometry, convOut.pointer, workspace: context.workspace)
+        }
+        try context.timed(.batchNorm) {
+            try bn.forward(convOut.pointer, outShape, out.pointer, mode: mode, relu: relu, sync: context.sync)
+        }
     }
 
     /// Backward from `dy` (defaults to this unit's `dOut`); adds dx into `dx` when given.
     public func backward(_ x: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>? = nil, dx: UnsafeMutablePointer<Float>?,
                          context: StepContext) {
-        let g = dy ?? dOut.pointer
-        bn.backward(convOut.pointer, outShape, output: out.pointer, dy: g, relu: relu, dx: dConvOut.pointer,
-                    parameterGradients: true, sync: context.sync)
+        guard let g = dy ?? dOut?.pointer else { preconditionFailure("\(convName): backward without a gradient") }
+        context.timed(.batchNorm) {
+            bn.backward(convOut.pointer, outShape, output: out.pointer, dy: g, relu: relu, dx: dConvOut.pointer,
+                        parameterGradients: true, sync: context.sync)
+        }
         context.ready(bn.weightIndex); context.ready(bn.biasIndex)
-        Conv2D.backward(x, inShape, weight: weight, geometry, dy: dConvOut.pointer,
-                        dWeight: store.gradientPointer + weightOffset, dBias: nil, dx: dx, workspace: context.workspace)
+        let macs = Double(geometry.forwardMACs(inShape))
+        context.timed(kind, flops: 2 * macs * (dx == nil ? 1 : 2)) {
+            Conv2D.backward(x, inShape, weight: weight, geometry, dy: dConvOut.pointer,
+                            dWeight: store.gradientPointer + weightOffset, dBias: nil, dx: dx, workspace: context.workspace)
+        }
         context.ready(weightIndex)
     }
 }
@@ -78,10 +117,15 @@ public final class ResidualBlock {
     public let downsample: ConvBN?
     public private(set) var inShape = Shape4(0, 0, 0, 0)
     public private(set) var outShape = Shape4(0, 0, 0, 0)
-    public let out = FloatBuffer(), dOut = FloatBuffer()
+    /// The block's output: the last unit's BN output, then ReLU(it + shortcut) in place.
+    public let out: FloatBuffer
+    /// The gradient of `out` (one of `SharedActivations.blockGradients`).
+    public let dOut: FloatBuffer
 
-    init(name: String, units: [ConvBN], downsample: ConvBN?) {
-        self.name = name; self.units = units; self.downsample = downsample
+    init(name: String, units: [ConvBN], downsample: ConvBN?, dOut: FloatBuffer) {
+        precondition(units.last.map { !$0.relu } ?? false, "\(name): the last unit has no ReLU (the join applies it)")
+        self.name = name; self.units = units; self.downsample = downsample; self.dOut = dOut
+        out = units.last!.out
     }
 
     public func forward(_ x: UnsafePointer<Float>, _ xs: Shape4, mode: BatchNormMode, context: StepContext) throws {
@@ -92,32 +136,38 @@ public final class ResidualBlock {
             cur = UnsafePointer(u.out.pointer); cs = u.outShape
         }
         outShape = cs
-        out.reserve(cs.count); dOut.reserve(cs.count)
+        dOut.reserve(cs.count)          // `out` is the last unit's output buffer: already this size
         if let ds = downsample {
             try ds.forward(x, xs, mode: mode, context: context)
-            Elementwise.addRelu(cur, ds.out.pointer, out.pointer, count: cs.count)
+            context.timed(.residual) { Elementwise.addRelu(cur, ds.out.pointer, out.pointer, count: cs.count) }
         } else {
             precondition(xs == cs, "\(name): identity shortcut needs matching shapes")
-            Elementwise.addRelu(cur, x, out.pointer, count: cs.count)
+            context.timed(.residual) { Elementwise.addRelu(cur, x, out.pointer, count: cs.count) }
         }
     }
 
     /// Backward from `dOut`; adds the input gradient into `dx` when given (it must be zeroed by the caller).
     public func backward(_ x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, context: StepContext) {
         let n = outShape.count
-        BatchNormKernels.reluMask(dOut.pointer, output: out.pointer, count: n)
+        context.timed(.residual) { BatchNormKernels.reluMask(dOut.pointer, output: out.pointer, count: n) }
         // main path, last unit first; the last unit has no ReLU so dOut stays intact for the shortcut
         for k in stride(from: units.count - 1, through: 0, by: -1) {
             let u = units[k]
             let input: UnsafePointer<Float> = k == 0 ? x : UnsafePointer(units[k - 1].out.pointer)
             let target: UnsafeMutablePointer<Float>?
-            if k == 0 { target = dx } else { units[k - 1].dOut.zero(units[k - 1].outShape.count); target = units[k - 1].dOut.pointer }
+            if k == 0 {
+                target = dx
+            } else {
+                let below = units[k - 1].dOut!
+                context.timed(.residual) { below.zero(units[k - 1].outShape.count) }
+                target = below.pointer
+            }
             u.backward(input, dy: k == units.count - 1 ? dOut.pointer : nil, dx: target, context: context)
         }
         if let ds = downsample {
             ds.backward(x, dy: dOut.pointer, dx: dx, context: context)
         } else if let dx {
-            Elementwise.accumulate(dOut.pointer, into: dx, count: n)
+            context.timed(.residual) { Elementwise.accumulate(dOut.pointer, into: dx, count: n) }
         }
     }
 }

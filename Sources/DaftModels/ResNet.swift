@@ -115,10 +115,13 @@ public final class ResNet {
     let fcWeightOffset: Int, fcBiasOffset: Int
     public let fcWeightIndex: Int, fcBiasIndex: Int
     public let context = StepContext()
+    let shared: SharedActivations
 
     // activations
     public private(set) var inputShape = Shape4(0, 0, 0, 0)
-    let poolOut = FloatBuffer(), dPoolOut = FloatBuffer()
+    let poolOut = FloatBuffer()
+    /// The gradient of the max-pool's output (a `SharedActivations` block gradient).
+    let dPoolOut: FloatBuffer
     var poolArgmax: UnsafeMutablePointer<Int32> = .allocate(capacity: 1)
     var poolArgmaxCapacity = 1
     var poolShape = Shape4(0, 0, 0, 0)
@@ -137,12 +140,21 @@ public final class ResNet {
     public init(_ config: ResNetConfig) {
         self.config = config
         let s = store
+        let sh = SharedActivations()
+        shared = sh
+        // block j's output gradient is blockGradients[j % 2]; the stem's (or, with the max-pool, the pool's) is the
+        // one before block 0, and with the max-pool the stem's is the other one again
+        let stemGradient = config.stem == .imagenet ? sh.blockGradients[0] : sh.blockGradients[1]
         switch config.stem {
         case .imagenet:
-            stem = ConvBN(conv: "conv1", bn: "bn1", geometry: ConvGeometry(cin: config.inChannels, cout: config.widths[0], kernel: 7, stride: 2, padding: 3), relu: true, store: s)
+            stem = ConvBN(conv: "conv1", bn: "bn1", geometry: ConvGeometry(cin: config.inChannels, cout: config.widths[0], kernel: 7, stride: 2, padding: 3), relu: true, store: s,
+                          dOut: stemGradient, dConvOut: sh.convGradient)
         case .small:
-            stem = ConvBN(conv: "conv1", bn: "bn1", geometry: ConvGeometry(cin: config.inChannels, cout: config.widths[0], kernel: 3, stride: 1, padding: 1), relu: true, store: s)
+            stem = ConvBN(conv: "conv1", bn: "bn1", geometry: ConvGeometry(cin: config.inChannels, cout: config.widths[0], kernel: 3, stride: 1, padding: 1), relu: true, store: s,
+                          dOut: stemGradient, dConvOut: sh.convGradient)
         }
+        dPoolOut = sh.blockGradients[1]
+        var blockIndex = 0
         var inPlanes = config.widths[0]
         var stages: [[ResidualBlock]] = []
         for (si, width) in config.widths.enumerated() {
@@ -153,20 +165,30 @@ public final class ResNet {
                 let p = "layer\(si + 1).\(bi)"
                 let outPlanes = width * config.expansion
                 var units: [ConvBN] = []
+                // inner units (ReLU) keep their outputs and alternate the shared gradients; the last unit's output
+                // becomes the block's (the join adds the shortcut in place), its gradient is the block's
+                func innerUnit(_ k: Int, _ name: String, _ bn: String, _ g: ConvGeometry) -> ConvBN {
+                    ConvBN(conv: name, bn: bn, geometry: g, relu: true, store: s, dOut: sh.unitGradients[k % 2], dConvOut: sh.convGradient)
+                }
+                func lastUnit(_ name: String, _ bn: String, _ g: ConvGeometry) -> ConvBN {
+                    ConvBN(conv: name, bn: bn, geometry: g, relu: false, store: s, dOut: nil, dConvOut: sh.convGradient)
+                }
                 switch config.block {
                 case .basic:
-                    units.append(ConvBN(conv: "\(p).conv1", bn: "\(p).bn1", geometry: ConvGeometry(cin: inPlanes, cout: width, kernel: 3, stride: stride, padding: 1), relu: true, store: s))
-                    units.append(ConvBN(conv: "\(p).conv2", bn: "\(p).bn2", geometry: ConvGeometry(cin: width, cout: width, kernel: 3, stride: 1, padding: 1), relu: false, store: s))
+                    units.append(innerUnit(0, "\(p).conv1", "\(p).bn1", ConvGeometry(cin: inPlanes, cout: width, kernel: 3, stride: stride, padding: 1)))
+                    units.append(lastUnit("\(p).conv2", "\(p).bn2", ConvGeometry(cin: width, cout: width, kernel: 3, stride: 1, padding: 1)))
                 case .bottleneck:
-                    units.append(ConvBN(conv: "\(p).conv1", bn: "\(p).bn1", geometry: ConvGeometry(cin: inPlanes, cout: inner, kernel: 1), relu: true, store: s))
-                    units.append(ConvBN(conv: "\(p).conv2", bn: "\(p).bn2", geometry: ConvGeometry(cin: inner, cout: inner, kernel: 3, stride: stride, padding: 1), relu: true, store: s))
-                    units.append(ConvBN(conv: "\(p).conv3", bn: "\(p).bn3", geometry: ConvGeometry(cin: inner, cout: outPlanes, kernel: 1), relu: false, store: s))
+                    units.append(innerUnit(0, "\(p).conv1", "\(p).bn1", ConvGeometry(cin: inPlanes, cout: inner, kernel: 1)))
+                    units.append(innerUnit(1, "\(p).conv2", "\(p).bn2", ConvGeometry(cin: inner, cout: inner, kernel: 3, stride: stride, padding: 1)))
+                    units.append(lastUnit("\(p).conv3", "\(p).bn3", ConvGeometry(cin: inner, cout: outPlanes, kernel: 1)))
                 }
                 var ds: ConvBN? = nil
                 if stride != 1 || inPlanes != outPlanes {
-                    ds = ConvBN(conv: "\(p).downsample.0", bn: "\(p).downsample.1", geometry: ConvGeometry(cin: inPlanes, cout: outPlanes, kernel: 1, stride: stride), relu: false, store: s)
+                    ds = ConvBN(conv: "\(p).downsample.0", bn: "\(p).downsample.1", geometry: ConvGeometry(cin: inPlanes, cout: outPlanes, kernel: 1, stride: stride), relu: false, store: s,
+                                out: sh.shortcutOutput, dOut: nil, dConvOut: sh.convGradient)
                 }
-                blocks.append(ResidualBlock(name: p, units: units, downsample: ds))
+                blocks.append(ResidualBlock(name: p, units: units, downsample: ds, dOut: sh.blockGradients[blockIndex % 2]))
+                blockIndex += 1
                 inPlanes = outPlanes
             }
             stages.append(blocks)
@@ -242,7 +264,7 @@ public final class ResNet {
                 poolArgmax = .allocate(capacity: poolShape.count)
                 poolArgmaxCapacity = poolShape.count
             }
-            Elementwise.maxPool(cur, cs, kernel: 3, stride: 2, padding: 1, poolOut.pointer, argmax: poolArgmax)
+            context.timed(.pooling) { Elementwise.maxPool(cur, cs, kernel: 3, stride: 2, padding: 1, poolOut.pointer, argmax: poolArgmax) }
             cur = UnsafePointer(poolOut.pointer); cs = poolShape
         }
         for (si, blocks) in stages.enumerated() {
@@ -253,9 +275,11 @@ public final class ResNet {
         }
         let F = config.featureDimension, K = config.numClasses
         features.reserve(xs.n * F); dFeatures.reserve(xs.n * F)
-        Elementwise.globalAvgPool(cur, cs, features.pointer)
+        context.timed(.pooling) { Elementwise.globalAvgPool(cur, cs, features.pointer) }
         logits.reserve(xs.n * K); dLogits.reserve(xs.n * K)
-        LinearKernels.forward(features.pointer, batch: xs.n, inFeatures: F, weight: fcWeight, bias: fcBias, outFeatures: K, logits.pointer)
+        context.timed(.head, flops: 2 * Double(xs.n * F * K)) {
+            LinearKernels.forward(features.pointer, batch: xs.n, inFeatures: F, weight: fcWeight, bias: fcBias, outFeatures: K, logits.pointer)
+        }
     }
 
     /// The output of stage `s` (1…S) from the last forward, with its shape.
@@ -272,14 +296,16 @@ public final class ResNet {
     public func backward() {
         let F = config.featureDimension, K = config.numClasses, n = batch
         let ctx = context
-        LinearKernels.backward(features.pointer, batch: n, inFeatures: F, weight: fcWeight, outFeatures: K, dy: dLogits.pointer,
-                               dWeight: store.gradientPointer + fcWeightOffset, dBias: store.gradientPointer + fcBiasOffset,
-                               dx: trainableFromStage <= stageCount ? dFeatures.pointer : nil)
+        ctx.timed(.head, flops: 2 * Double(n * F * K) * (trainableFromStage <= stageCount ? 2 : 1)) {
+            LinearKernels.backward(features.pointer, batch: n, inFeatures: F, weight: fcWeight, outFeatures: K, dy: dLogits.pointer,
+                                   dWeight: store.gradientPointer + fcWeightOffset, dBias: store.gradientPointer + fcBiasOffset,
+                                   dx: trainableFromStage <= stageCount ? dFeatures.pointer : nil)
+        }
         ctx.ready(fcWeightIndex); ctx.ready(fcBiasIndex)
         if trainableFromStage > stageCount { return }
         if let extra = extraFeatureGradients[headStage] { Elementwise.accumulate(extra, into: dFeatures.pointer, count: n * F) }
         let last = stages.last!.last!
-        Elementwise.globalAvgPoolBackward(dFeatures.pointer, last.outShape, last.dOut.pointer)
+        ctx.timed(.pooling) { Elementwise.globalAvgPoolBackward(dFeatures.pointer, last.outShape, last.dOut.pointer) }
         for si in stride(from: stages.count - 1, through: 0, by: -1) {
             let stageIndex = si + 1
             if stageIndex < trainableFromStage { return }
@@ -292,14 +318,16 @@ public final class ResNet {
                 let b = blocks[bi]
                 let (input, dInput) = previousActivation(stage: si, block: bi)
                 let needInputGrad = !(bi == 0 && stageIndex == trainableFromStage) // nothing below is trained
-                if needInputGrad, let dInput { dInput.zero(b.inShape.count) }
+                if needInputGrad, let dInput { ctx.timed(.residual) { dInput.zero(b.inShape.count) } }
                 b.backward(input, dx: needInputGrad ? dInput?.pointer : nil, context: ctx)
             }
         }
         if trainableFromStage > 0 { return }
         if config.stem == .imagenet {
-            stem.dOut.zero(stem.outShape.count)
-            Elementwise.maxPoolBackwardAdd(dPoolOut.pointer, outputCount: poolShape.count, argmax: poolArgmax, stem.dOut.pointer)
+            ctx.timed(.pooling) {
+                stem.dOut!.zero(stem.outShape.count)
+                Elementwise.maxPoolBackwardAdd(dPoolOut.pointer, poolShape, argmax: poolArgmax, stem.dOut!.pointer)
+            }
         }
         stem.backward(UnsafePointer(input.pointer), dx: nil, context: ctx)
     }
@@ -309,7 +337,7 @@ public final class ResNet {
         if bi > 0 { let p = stages[si][bi - 1]; return (UnsafePointer(p.out.pointer), p.dOut) }
         if si > 0 { let p = stages[si - 1].last!; return (UnsafePointer(p.out.pointer), p.dOut) }
         if config.stem == .imagenet { return (UnsafePointer(poolOut.pointer), dPoolOut) }
-        return (UnsafePointer(stem.out.pointer), stem.dOut)
+        return (UnsafePointer(stem.out.pointer), stem.dOut!)
     }
 
     /// Multiply-accumulates of one forward pass of one sample of shape c×h×w.

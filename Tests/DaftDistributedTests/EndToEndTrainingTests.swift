@@ -89,7 +89,8 @@ final class EndToEndTrainingTests: XCTestCase {
     func dir(_ name: String) -> String { Self.work.appendingPathComponent(name).path }
 
     /// 20 steps of FT (SyncBN in training mode) with a global batch of 12 on 100 samples: the epoch's last
-    /// batch is short (4 samples; 3 ranks get 2/1/1). N ranks × B/N ≡ 1 rank × B within 1e-5 relative.
+    /// batch is short (4 samples; 3 ranks get 2/1/1). N ranks × B/N ≡ 1 rank × B within 1e-5 relative, and
+    /// so do 2 ranks × 2 threads (`--threads 2`: each rank's 6 samples split over two compute threads).
     /// Uses the committed pretrained ResNet-20 at lr 1e-3. Float32 sums run in a different order on different
     /// rank counts (~1e-7 after one step, measured); training amplifies that: 4.5e-6 after 20 steps here, while
     /// a barely trained narrow net at lr 1e-2 reaches 1e-5 within 8 steps (measured) — chaos, not a bug.
@@ -100,8 +101,9 @@ final class EndToEndTrainingTests: XCTestCase {
         try run(common + ["--out", dir("sync1")], ranks: 1)
         try run(common + ["--out", dir("sync2")], ranks: 2)
         try run(common + ["--out", dir("sync3")], ranks: 3)
+        try run(common + ["--out", dir("sync2x2"), "--threads", "2"], ranks: 2)
         let one = try tensors(dir("sync1") + "/final.safetensors")
-        for n in ["sync2", "sync3"] {
+        for n in ["sync2", "sync3", "sync2x2"] {
             let d = try maxRelativeDifference(try tensors(dir(n) + "/final.safetensors"), one)
             XCTAssertLessThan(d, 1e-5, "\(n) differs from 1 rank by \(d) (relative)")
             let nbt = try tensors(dir(n) + "/final.safetensors").tensors["bn1.num_batches_tracked"]!.int64s()[0]
