@@ -262,6 +262,27 @@ public enum Conv2D {
         return UnsafePointer(col)
     }
 
+    /// w (m × k) · col (k × nc·spatial) for the chunk of samples n0 ..< n0+nc, stored into the NCHW tensor `nchw`
+    /// (m channels of `spatial` pixels per sample): written, or added when `add`. A one-sample chunk is one GEMM
+    /// straight into place; a larger chunk's channel-major result goes through `scratch`.
+    static func gemmIntoNCHW(_ w: UnsafePointer<Float>, m: Int, k: Int, _ col: UnsafePointer<Float>, n0: Int, nc: Int,
+                             spatial: Int, add: Bool, scratch: FloatBuffer, _ nchw: UnsafeMutablePointer<Float>) {
+        if nc == 1 {
+            sgemm(transA: false, transB: false, m: m, n: spatial, k: k, alpha: 1, a: w, lda: k,
+                  b: col, ldb: spatial, beta: add ? 1 : 0, c: nchw + n0 * m * spatial, ldc: spatial)
+            return
+        }
+        let ld = nc * spatial
+        let out = scratch.reserve(m * ld)
+        sgemm(transA: false, transB: false, m: m, n: ld, k: k, alpha: 1, a: w, lda: k, b: col, ldb: ld, beta: 0, c: out, ldc: ld)
+        for j in 0..<nc {
+            for c in 0..<m {
+                let src = out + c * ld + j * spatial, dst = nchw + ((n0 + j) * m + c) * spatial
+                if add { Vec.addInPlace(src, dst, spatial) } else { Vec.copy(src, dst, spatial) }
+            }
+        }
+    }
+
     /// dBias[c] += Σ over samples and pixels of dy (shape `ys`) in channel c.
     static func accumulateBiasGradient(_ dy: UnsafePointer<Float>, _ ys: Shape4, _ dBias: UnsafeMutablePointer<Float>) {
         for co in 0..<ys.c {
@@ -300,26 +321,11 @@ public enum Conv2D {
             var n0 = samples.lowerBound
             while n0 < samples.upperBound {
                 let nc = min(chunk, samples.upperBound - n0)
-                let ld = nc * osp
                 let b = columns(x, xs, g, n0: n0, nc: nc, s)
-                if nc == 1 {
-                    let dst = y + n0 * g.cout * osp
-                    sgemm(transA: false, transB: false, m: g.cout, n: osp, k: K, alpha: 1, a: weight, lda: K,
-                          b: b, ldb: osp, beta: 0, c: dst, ldc: osp)
-                    if let bias {
-                        for co in 0..<g.cout { let p = dst + co * osp; Vec.copyAddingScalar(p, bias[co], p, osp) }
-                    }
-                } else {
-                    let out = s.gemmOut.reserve(g.cout * ld)
-                    sgemm(transA: false, transB: false, m: g.cout, n: ld, k: K, alpha: 1, a: weight, lda: K,
-                          b: b, ldb: ld, beta: 0, c: out, ldc: ld)
-                    // channel-major GEMM output -> NCHW
-                    for j in 0..<nc {
-                        for co in 0..<g.cout {
-                            let src = out + co * ld + j * osp
-                            let dst = y + ((n0 + j) * g.cout + co) * osp
-                            if let bias { Vec.copyAddingScalar(src, bias[co], dst, osp) } else { Vec.copy(src, dst, osp) }
-                        }
+                gemmIntoNCHW(weight, m: g.cout, k: K, b, n0: n0, nc: nc, spatial: osp, add: false, scratch: s.gemmOut, y)
+                if let bias {
+                    for j in n0..<(n0 + nc) {
+                        for co in 0..<g.cout { let p = y + (j * g.cout + co) * osp; Vec.copyAddingScalar(p, bias[co], p, osp) }
                     }
                 }
                 n0 += nc
@@ -385,19 +391,7 @@ public enum Conv2D {
                         // dx = conv(dy, flipped Wᵀ): im2col of dy (shape ys) with the transposed geometry
                         let col = s.col.reserve(Kt * ld)
                         im2col(dy, ys, tg, n0: n0, nc: nc, col)
-                        if nc == 1 {
-                            sgemm(transA: false, transB: false, m: g.cin, n: hw, k: Kt, alpha: 1, a: wt, lda: Kt,
-                                  b: col, ldb: hw, beta: 1, c: dx + n0 * g.cin * hw, ldc: hw)
-                        } else {
-                            let out = s.dxOut.reserve(g.cin * ld)
-                            sgemm(transA: false, transB: false, m: g.cin, n: ld, k: Kt, alpha: 1, a: wt, lda: Kt,
-                                  b: col, ldb: ld, beta: 0, c: out, ldc: ld)
-                            for j in 0..<nc {
-                                for ci in 0..<g.cin {
-                                    Vec.addInPlace(out + ci * ld + j * hw, dx + ((n0 + j) * g.cin + ci) * hw, hw)
-                                }
-                            }
-                        }
+                        gemmIntoNCHW(wt, m: g.cin, k: Kt, col, n0: n0, nc: nc, spatial: hw, add: true, scratch: s.dxOut, dx)
                     } else if nc == 1 && g.isPointwise {
                         sgemm(transA: true, transB: false, m: g.cin, n: hw, k: g.cout, alpha: 1, a: weight, lda: K,
                               b: dyc, ldb: ld, beta: 1, c: dx + n0 * g.cin * hw, ldc: hw)

@@ -25,12 +25,11 @@ public final class StepContext {
 ///   updates in place).
 ///
 /// Each buffer grows in the forward pass (before its contents matter) to the largest layer using it.
-public final class SharedActivations {
+final class SharedActivations {
     let blockGradients = [FloatBuffer(), FloatBuffer()]
     let unitGradients = [FloatBuffer(), FloatBuffer()]
     let convGradient = FloatBuffer()
     let shortcutOutput = FloatBuffer()
-    public init() {}
 }
 
 /// Conv (no bias) → BatchNorm → optional ReLU: the unit every ResNet is made of.
@@ -56,6 +55,7 @@ public final class ConvBN {
     public init(conv convName: String, bn bnName: String, geometry: ConvGeometry, relu: Bool, store: ParameterStore,
                 out: FloatBuffer = FloatBuffer(), dOut: FloatBuffer?, dConvOut: FloatBuffer) {
         self.out = out; self.dOut = dOut; self.dConvOut = dConvOut
+        kind = LayerProfile.Kind.of(convName, geometry)
         self.convName = convName
         self.geometry = geometry
         self.relu = relu
@@ -67,7 +67,7 @@ public final class ConvBN {
 
     public var weight: UnsafeMutablePointer<Float> { store.parameterPointer + weightOffset }
     /// This convolution's line in a `LayerProfile`.
-    var kind: LayerProfile.Kind { LayerProfile.Kind.of(convName, geometry) }
+    let kind: LayerProfile.Kind
 
     /// Kaiming-normal (fan_out, ReLU gain) like torchvision, and default BN.
     public func resetParameters(rng: inout SplitMix64) {
@@ -82,8 +82,7 @@ public final class ConvBN {
         outShape = geometry.outputShape(xs)
         let n = outShape.count
         convOut.reserve(n); out.reserve(n); dOut?.reserve(n); dConvOut.reserve(n)
-        let macs = Double(geometry.forwardMACs(xs))
-        context.timed(kind, flops: 2 * macs) {
+        context.timed(kind, flops: 2 * Double(geometry.forwardMACs(xs))) {
             Conv2D.forward(x, xs, weight: weight, bias: nil, geometry, convOut.pointer, workspace: context.workspace)
         }
         try context.timed(.batchNorm) {
@@ -100,8 +99,7 @@ public final class ConvBN {
                         parameterGradients: true, sync: context.sync)
         }
         context.ready(bn.weightIndex); context.ready(bn.biasIndex)
-        let macs = Double(geometry.forwardMACs(inShape))
-        context.timed(kind, flops: 2 * macs * (dx == nil ? 1 : 2)) {
+        context.timed(kind, flops: 2 * Double(geometry.forwardMACs(inShape)) * (dx == nil ? 1 : 2)) {
             Conv2D.backward(x, inShape, weight: weight, geometry, dy: dConvOut.pointer,
                             dWeight: store.gradientPointer + weightOffset, dBias: nil, dx: dx, workspace: context.workspace)
         }
