@@ -14,8 +14,8 @@
 #   r18    ResNet-18 3×224×224, batch 16, 1 thread              daft bench --arch resnet18 … | torch_tv_resnet.py resnet18 …
 #   r50    ResNet-50 3×224×224, batch 16, 1 thread              daft bench --arch resnet50 … | torch_tv_resnet.py resnet50 …
 #   r50t2  ResNet-50 3×224×224, batch 16, 2 threads             --threads 2 | THREADS=2
-#   r18x2  ResNet-18 3×224×224, 2 ranks × 1 thread, global batch 32 (16/rank): daft only (weak scaling vs r18;
-#          the torchvision anchor is single-process)
+#   r18x2, r50x2  ResNet-18 / ResNet-50 3×224×224, 2 ranks × 1 thread, global batch 32 (16/rank): daft only (weak
+#          scaling vs r18 / r50; the torchvision anchor is single-process)
 #   r50b32, r50b64  ResNet-50 at batch 32 / 64, 1 thread, one timed step: for the peak-RSS column
 # STEPS: timed steps of the 28×28 rows (default 20); STEPS224: of the 224×224 rows (default 8).
 # SKIP_BUILD=1: never run `swift build -c release` (otherwise only run when .build/release/daft is missing).
@@ -24,7 +24,7 @@
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_ROWS="r20 r20t2 r20x2 r18 r18x2 r50 r50t2 r50b32 r50b64"
+ALL_ROWS="r20 r20t2 r20x2 r18 r18x2 r50 r50t2 r50x2 r50b32 r50b64"
 usage='usage: [ROWS="'"$ALL_ROWS"'"] [STEPS=20] [STEPS224=8] [SKIP_BUILD=1] [NO_DOCS=1] bash launch/bench-vs-pytorch.sh'
 case "${1:-}" in
   -h|--help) echo "$usage"; exit 0 ;;
@@ -59,7 +59,9 @@ if [ ! -x "$daft" ]; then
 fi
 [ -x /usr/bin/time ] || die "setup: /usr/bin/time (GNU time, Debian package 'time') is missing"
 for f in torch_ddp_resnet20.py torch_tv_resnet.py; do [ -f "$ANCHORS/$f" ] || die "setup: anchor $ANCHORS/$f is missing"; done
-if [[ " ${rows[*]} " == *" r20x2 "* ]]; then command -v mpirun >/dev/null || die "setup: mpirun not found (row r20x2)"; fi
+for r in r20x2 r18x2 r50x2; do
+  if [[ " ${rows[*]} " == *" $r "* ]]; then command -v mpirun >/dev/null || die "setup: mpirun not found (row $r)"; fi
+done
 
 # ---- helpers -------------------------------------------------------------------------------------------
 # measure ROW WHAT OUT CMD...: runs CMD (stdout -> OUT, stderr -> OUT.err); on failure one line naming the row.
@@ -109,8 +111,9 @@ run_row() {
     r50t2) label="ResNet-50 3×224×224, batch 16, 2 threads"; threads=2; tmode=tv
            daft_args=(--arch resnet50 --input 3x224x224 --batch 16 --threads 2 --steps "$STEPS224")
            note="torchvision resnet50(num_classes=10); daft --threads 2, torch.set_num_threads(2)" ;;
-    r18x2) label="ResNet-18 3×224×224, 2 ranks × 1 thread, global batch 32 (16/rank)"; mode=mpi; tmode=none
-           daft_args=(--arch resnet18 --input 3x224x224 --batch 32 --threads 1 --steps "$STEPS224") ;;
+    r18x2|r50x2)
+           label="ResNet-${row:1:2} 3×224×224, 2 ranks × 1 thread, global batch 32 (16/rank)"; mode=mpi; tmode=none
+           daft_args=(--arch "resnet${row:1:2}" --input 3x224x224 --batch 32 --threads 1 --steps "$STEPS224") ;;
     r50b32|r50b64) tbatch=${row#r50b}; tsteps=1; tmode=tv
            label="ResNet-50 3×224×224, batch $tbatch, 1 thread (one timed step: memory)"
            daft_args=(--arch resnet50 --input 3x224x224 --batch "$tbatch" --threads 1 --steps 1)
@@ -193,11 +196,14 @@ if [ -n "${D1[r20x2]:-}" ]; then
   fi
   NOTE[r20x2]=$n
 fi
-if [ -n "${D1[r18x2]:-}" ]; then
-  n="daft: mpirun, SyncBN, gradient all-reduce $(calc "%.0f" "${HID1[r18x2]:-0} * 100")% / $(calc "%.0f" "${HID2[r18x2]:-0} * 100")% hidden behind backward"
-  if [ -n "${D1[r18]:-}" ]; then n+="; weak-scaling efficiency vs the 1-rank row: $(calc "%.2f" "$(mean r18x2) / (2 * $(mean r18))")"; fi
-  NOTE[r18x2]=$n
-fi
+for pair in "r18x2 r18" "r50x2 r50"; do
+  read -r two one <<<"$pair"
+  if [ -n "${D1[$two]:-}" ]; then
+    n="daft: mpirun, SyncBN, gradient all-reduce $(calc "%.0f" "${HID1[$two]:-0} * 100")% / $(calc "%.0f" "${HID2[$two]:-0} * 100")% hidden behind backward"
+    if [ -n "${D1[$one]:-}" ]; then n+="; weak-scaling efficiency vs the 1-rank row: $(calc "%.2f" "$(mean "$two") / (2 * $(mean "$one"))")"; fi
+    NOTE[$two]=$n
+  fi
+done
 for pair in "r20t2 r20" "r50t2 r50"; do
   read -r two one <<<"$pair"
   if [ -n "${D1[$two]:-}" ] && [ -n "${D1[$one]:-}" ]; then

@@ -143,8 +143,10 @@ public final class KernelRidgeHead {
         var k = [Double](repeating: 0, count: m * n)
         guard m > 0, n > 0 else { return k }
         samples.withUnsafeBufferPointer { xp in k.withUnsafeMutableBufferPointer { kp in
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(d), 1,
-                        a, Int32(d), xp.baseAddress, Int32(d), 0, kp.baseAddress, Int32(n))
+            ComputeThreads.withBLASThreads {
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(d), 1,
+                            a, Int32(d), xp.baseAddress, Int32(d), 0, kp.baseAddress, Int32(n))
+            }
         } }
         if case let .rbf(gamma) = kernel {
             var sqA = [Double](repeating: 0, count: m), sqX = [Double](repeating: 0, count: n)

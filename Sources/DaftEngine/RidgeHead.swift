@@ -162,8 +162,10 @@ public final class RidgeHead {
             normSum += norms
             sampleCount += Double(n)
             phi.withUnsafeBufferPointer { pp in gram.withUnsafeMutableBufferPointer { gp in
-                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(D), Int32(D), Int32(n), 1,
-                            pp.baseAddress, Int32(D), pp.baseAddress, Int32(D), 1, gp.baseAddress, Int32(D))
+                ComputeThreads.withBLASThreads {
+                    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(D), Int32(D), Int32(n), 1,
+                                pp.baseAddress, Int32(D), pp.baseAddress, Int32(D), 1, gp.baseAddress, Int32(D))
+                }
             } }
             for r in 0..<n {
                 let y = Int(labels[start + r])
@@ -340,7 +342,13 @@ public final class RidgeHead {
 /// Solves A·X = B for a symmetric positive-definite n×n A (row- and column-major alike) by Cholesky, LAPACK
 /// `dpotrf`/`dpotrs` from OpenBLAS: `b` holds the right-hand sides column-major (n × rightHandSides) and is
 /// overwritten by X; `a` by its factor. `name` (e.g. "ridge head: G + λI (λ = 0.1)") starts the error messages.
+/// Runs on the rank's `--threads` OpenBLAS threads.
 func choleskySolve(_ a: inout [Double], n: Int, _ b: inout [Double], rightHandSides: Int, name: String) throws {
+    try ComputeThreads.withBLASThreads { try choleskySolveOnCurrentThreads(&a, n: n, &b, rightHandSides: rightHandSides, name: name) }
+}
+
+private func choleskySolveOnCurrentThreads(_ a: inout [Double], n: Int, _ b: inout [Double], rightHandSides: Int,
+                                           name: String) throws {
     var nn = Int32(n), nrhs = Int32(rightHandSides), lda = Int32(n), ldb = Int32(n), info: Int32 = 0
     var uplo = CChar(UInt8(ascii: "L"))
     a.withUnsafeMutableBufferPointer { dpotrf_(&uplo, &nn, $0.baseAddress, &lda, &info) }

@@ -73,31 +73,92 @@ public enum Elementwise {
     }
 
     /// Max-pool forward; records the flat input index of each maximum in `argmax` for the backward.
+    /// Within a window the first maximum in row-major order wins, and a NaN wins over numbers (the last NaN),
+    /// as in PyTorch. The 3×3, stride-2, padding-1 pool of the ImageNet stem takes a vectorised path
+    /// (`maxPool3x3Stride2Plane`, the same result) for the windows inside the plane.
     public static func maxPool(_ x: UnsafePointer<Float>, _ s: Shape4, kernel: Int, stride: Int, padding: Int,
                                _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
         let o = maxPoolShape(s, kernel: kernel, stride: stride, padding: padding)
+        let stemPool = kernel == 3 && stride == 2 && padding == 1
         ComputeThreads.forEachRange(s.n * s.c, minimumPerPart: max(1, floatsPerPart / max(1, s.spatial))) { planes in
-        for nc in planes {
-            let p = x + nc * s.spatial
-            for oh in 0..<o.h {
-                for ow in 0..<o.w {
-                    var best = -Float.infinity, bi = -1
-                    for ki in 0..<kernel {
-                        let ih = oh * stride - padding + ki
-                        if ih < 0 || ih >= s.h { continue }
-                        for kj in 0..<kernel {
-                            let iw = ow * stride - padding + kj
-                            if iw < 0 || iw >= s.w { continue }
-                            let v = p[ih * s.w + iw]
-                            if v > best || bi < 0 || v.isNaN { best = v; bi = ih * s.w + iw }
+            for nc in planes {
+                let p = x + nc * s.spatial, q = y + nc * o.spatial, a = argmax + nc * o.spatial
+                let base = Int32(nc * s.spatial)
+                if stemPool {
+                    maxPool3x3Stride2Plane(p, h: s.h, w: s.w, o, q, argmax: a, base: base)
+                } else {
+                    for oh in 0..<o.h {
+                        for ow in 0..<o.w {
+                            maxPoolWindow(p, h: s.h, w: s.w, oh: oh, ow: ow, kernel: kernel, stride: stride, padding: padding,
+                                          q + oh * o.w + ow, argmax: a + oh * o.w + ow, base: base)
                         }
                     }
-                    let oi = nc * o.spatial + oh * o.w + ow
-                    y[oi] = best
-                    argmax[oi] = Int32(nc * s.spatial + bi)
                 }
             }
         }
+    }
+
+    /// One output of the max-pool of the plane `p` (h × w), checking every tap against the plane's border.
+    @inline(__always)
+    static func maxPoolWindow(_ p: UnsafePointer<Float>, h: Int, w: Int, oh: Int, ow: Int, kernel: Int, stride: Int,
+                              padding: Int, _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>, base: Int32) {
+        var best = -Float.infinity, bi = -1
+        for ki in 0..<kernel {
+            let ih = oh * stride - padding + ki
+            if ih < 0 || ih >= h { continue }
+            for kj in 0..<kernel {
+                let iw = ow * stride - padding + kj
+                if iw < 0 || iw >= w { continue }
+                let v = p[ih * w + iw]
+                if v > best || bi < 0 || v.isNaN { best = v; bi = ih * w + iw }
+            }
+        }
+        y.pointee = best
+        argmax.pointee = base + Int32(bi)
+    }
+
+    /// The 3×3, stride-2, padding-1 max-pool of one plane: eight outputs of a row at a time where their
+    /// windows' columns lie inside the plane (the 16 input columns of a row split into even and odd lanes
+    /// give taps 0 and 1, the next 16 from two columns on give tap 2), taps taken in the scalar order so ties
+    /// and NaNs resolve the same way; the outputs at the borders go through `maxPoolWindow`.
+    static func maxPool3x3Stride2Plane(_ p: UnsafePointer<Float>, h: Int, w: Int, _ o: Shape4,
+                                       _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>, base: Int32) {
+        let lanes = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
+        for oh in 0..<o.h {
+            let rows = max(0, 2 * oh - 1) ..< min(h, 2 * oh + 2)
+            let yr = y + oh * o.w, ar = argmax + oh * o.w
+            var ow = 0
+            while ow < o.w {
+                // a block of 8 whose windows start at column c0 = 2·ow − 1 ≥ 0 and whose loads end in the row
+                let c0 = 2 * ow - 1
+                if ow >= 1 && c0 + 18 <= w {
+                    var best = F8(), index = SIMD8<Int32>()
+                    @inline(__always) func consider(_ v: F8, _ candidate: SIMD8<Int32>) {
+                        let take = (v .> best) .| (v .!= v)
+                        best.replace(with: v, where: take)
+                        index.replace(with: candidate, where: take)
+                    }
+                    for ih in rows {
+                        let row = p + ih * w + c0
+                        let a = UnsafeRawPointer(row).loadUnaligned(as: SIMD16<Float>.self)
+                        let b = UnsafeRawPointer(row + 2).loadUnaligned(as: SIMD16<Float>.self)
+                        let rowIndex = SIMD8<Int32>(repeating: base + Int32(ih * w + c0)) &+ lanes
+                        if ih == rows.lowerBound {
+                            best = a.evenHalf; index = rowIndex       // the first tap is taken whatever it holds
+                        } else {
+                            consider(a.evenHalf, rowIndex)
+                        }
+                        consider(a.oddHalf, rowIndex &+ 1)
+                        consider(b.evenHalf, rowIndex &+ 2)
+                    }
+                    store8(best, yr + ow)
+                    UnsafeMutableRawPointer(ar + ow).storeBytes(of: index, as: SIMD8<Int32>.self)
+                    ow += 8
+                } else {
+                    maxPoolWindow(p, h: h, w: w, oh: oh, ow: ow, kernel: 3, stride: 2, padding: 1, yr + ow, argmax: ar + ow, base: base)
+                    ow += 1
+                }
+            }
         }
     }
 

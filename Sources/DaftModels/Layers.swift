@@ -22,14 +22,16 @@ public final class StepContext {
 /// - the gradient of a unit's BN input lives only between its BN backward and its convolution backward;
 /// - the output of a downsample shortcut lives only until the residual join adds it, and its backward
 ///   never reads it (a block's last unit writes straight into the block's output, which the join then
-///   updates in place).
+///   updates in place): it borrows the conv-gradient buffer, which holds nothing during the forward and
+///   whose first write in the backward (the shortcut's own BN backward at the earliest) comes after the join.
 ///
 /// Each buffer grows in the forward pass (before its contents matter) to the largest layer using it.
 final class SharedActivations {
     let blockGradients = [FloatBuffer(), FloatBuffer()]
     let unitGradients = [FloatBuffer(), FloatBuffer()]
     let convGradient = FloatBuffer()
-    let shortcutOutput = FloatBuffer()
+    /// The conv-gradient buffer, lent to the forward (see above).
+    var shortcutOutput: FloatBuffer { convGradient }
 }
 
 /// Conv (no bias) → BatchNorm → optional ReLU: the unit every ResNet is made of.

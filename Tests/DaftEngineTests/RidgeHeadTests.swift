@@ -5,6 +5,7 @@ import DaftInterop
 import DaftKernels
 import DaftDistributed
 import DaftEngine
+import CBLAS
 
 /// method.md §6 against `ridge.safetensors` (NumPy/SciPy float64): statistics, Cholesky solve,
 /// incremental domains with new classes equal to the joint solve, sharded accumulation + all-reduce equal
@@ -51,6 +52,19 @@ final class RidgeHeadTests: XCTestCase {
         try accumulate(hw, x32.map(Double.init), y)
         XCTAssertEqual(h32.gram, hw.gram)
         XCTAssertEqual(h32.cross, hw.cross)
+    }
+
+    /// Under `--threads 2` the Gram accumulation and the Cholesky solve run on two OpenBLAS threads
+    /// (`ComputeThreads.withBLASThreads`): still NumPy's answer, and OpenBLAS is back at one thread after.
+    func testStatisticsAndSolveOnTwoThreadsMatchNumPy() throws {
+        ComputeThreads.set(2)
+        defer { ComputeThreads.set(1) }
+        let d = try data()
+        let h = try head(d, classes: 5)
+        try accumulate(h, try d.file.fixtureDoubles("X"), try labels(d.file, "labels"))
+        engineAssertClose(h.gram, try d.file.fixtureDoubles("G"), rtol: 1e-9, "G")
+        engineAssertClose(try h.solve(lambda: d.lambda), try d.file.fixtureDoubles("W"), rtol: 1e-9, "W")
+        XCTAssertEqual(openblas_get_num_threads(), 1, "kernel parts call sgemm single-threaded")
     }
 
     func testIncrementalDomainsEqualJointSolve() throws {
