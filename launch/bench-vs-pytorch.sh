@@ -176,6 +176,10 @@ run_row() {
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
 cores=$(nproc)
+cpu_id=$(awk -F': ' '/^cpu family/ {f=$2} /^model[[:space:]]*:/ {m=$2} END {if (f != "") printf "family %s model %s", f, m}' /proc/cpuinfo)
+# which of daft's direct 3×3 kernel families runs (DirectKernelISA.preferred): the ratios depend on it
+if grep -qw avx512f /proc/cpuinfo && [ "${DAFT_NO_AVX512:-0}" != 1 ]; then isa="AVX-512: daft's 16-lane direct 3×3 kernels"
+else isa="no AVX-512: daft's 8-lane (AVX2) direct 3×3 kernels"; fi
 blas_pkg=$(dpkg-query -W -f='${Package} ${Version}' libopenblas0-pthread 2>/dev/null || true)
 blas_lib=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
 blas_core=$(OPENBLAS_NUM_THREADS=1 python3 -c "import ctypes; l=ctypes.CDLL('libopenblas.so.0'); l.openblas_get_corename.restype=ctypes.c_char_p; l.openblas_get_config.restype=ctypes.c_char_p; print(l.openblas_get_corename().decode(), '/', l.openblas_get_config().decode())" 2>/dev/null || echo "core unknown")
@@ -225,7 +229,7 @@ cmdline="${rows_env}STEPS=$STEPS STEPS224=$STEPS224 bash launch/bench-vs-pytorch
 block="## daft vs PyTorch, back to back
 
 Measured $(date -u '+%Y-%m-%d %H:%M UTC') with \`$cmdline\` ($STEPS timed steps at 28×28, $STEPS224 at 224×224; load average at start $load).
-Machine: ${cpu:-unknown CPU}, $cores cores; OpenBLAS ${blas_pkg:-?} (${blas_lib:-?}; core $blas_core${OPENBLAS_CORETYPE:+, OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}); $mpi_ver; torch $torch_ver (CPU).
+Machine: ${cpu:-unknown CPU}${cpu_id:+ ($cpu_id)}, $cores cores, $isa; OpenBLAS ${blas_pkg:-?} (${blas_lib:-?}; core $blas_core${OPENBLAS_CORETYPE:+, OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE}); $mpi_ver; torch $torch_ver (CPU).
 Each row ran daft, then PyTorch, then daft again; the daft figure is the mean of its two runs. ratio = daft / PyTorch img/s
 (above 1: daft is faster). \`OPENBLAS_NUM_THREADS\` (and \`OMP_NUM_THREADS\`) equal the thread count of the row for every
 process. Peak RSS is GNU \`/usr/bin/time -f %M\` per process: for 2-rank rows the largest rank, for daft the larger of its two runs.
