@@ -179,7 +179,10 @@ extension EndToEndTrainingTests {
         try run(common + ["--data", "npy:\(Self.dataX),\(Self.dataY)", "--out", one], ranks: 1)
         try run(common + ["--data", "npy:\(Self.dataX),\(Self.dataY)", "--out", two], ranks: 2)
         let d = try maxRelativeDifference(try tensors(two + "/final.safetensors"), try tensors(one + "/final.safetensors"))
-        XCTAssertLessThanOrEqual(d, 1e-6, "kernel-ridge head: 2 ranks differ from 1 rank by \(d)")
+        // each rank computes its samples' float32 features in other GEMM chunks than one process does, and the solve
+        // carries that rounding into the head: 1.05e-6 on the Zen 3 (AVX2) machine, below 1e-6 on Zen 4 (AVX-512);
+        // 1e-5 as in the other N ranks ≡ 1 rank tests (a wrong shard or a missing sample moves the head by far more)
+        XCTAssertLessThanOrEqual(d, 1e-5, "kernel-ridge head: 2 ranks differ from 1 rank by \(d)")
         let samples = try tensors(two + "/kernel-ridge.safetensors")
         XCTAssertEqual(samples.tensors["kernel.X"]?.shape, [100, 16])
         try run(common + ["--data", held, "--ridge-base", two + "/kernel-ridge.safetensors", "--out", extended], ranks: 2)
