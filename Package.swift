@@ -10,11 +10,20 @@ import Foundation
 // Every other target stays baseline x86-64. Build with DAFT_PORTABLE=1 in the environment
 // (`DAFT_PORTABLE=1 swift build ...`) for a baseline-x86-64 DaftKernels that runs on CPUs without
 // AVX2/FMA; results then differ only by float rounding (separate instead of fused multiply-add).
+//
+// Debug builds (the test suite's) compile DaftKernels and DaftInterop with -O as well: at -Onone a SIMD8
+// multiply-add is a chain of generic calls and a safetensors decode a generic call per element, 50-100x slower,
+// and the model-level tests (PyTorch parity, gradient checks, BN conversion, state_dict loading) spent most of
+// the suite's time there. -O keeps bounds and overflow checks (only `assert`, which neither module uses, goes)
+// and SwiftPM's -enable-testing stays, so @testable import still works. DAFT_DEBUG_ONONE=1 in the environment
+// of a build gives the plain -Onone modules back, for stepping through them in a debugger.
+let optimizeInDebug: [SwiftSetting] = ProcessInfo.processInfo.environment["DAFT_DEBUG_ONONE"] == "1"
+    ? [] : [.unsafeFlags(["-O"], .when(configuration: .debug))]
 #if arch(x86_64)
-let kernelSwiftSettings: [SwiftSetting] = ProcessInfo.processInfo.environment["DAFT_PORTABLE"] == "1"
-    ? [] : [.unsafeFlags(["-target-cpu", "haswell"])]
+let kernelSwiftSettings: [SwiftSetting] = optimizeInDebug + (ProcessInfo.processInfo.environment["DAFT_PORTABLE"] == "1"
+    ? [] : [.unsafeFlags(["-target-cpu", "haswell"])])
 #else
-let kernelSwiftSettings: [SwiftSetting] = []
+let kernelSwiftSettings: [SwiftSetting] = optimizeInDebug
 #endif
 
 // DaftKernelsAVX512 holds 16-lane (zmm) versions of the direct 3×3 kernels, compiled for the x86-64-v4
@@ -82,7 +91,7 @@ let package = Package(
         .target(name: "DaftKernelsAVX512", swiftSettings: avx512SwiftSettings),
         .target(name: "CCPUID", path: "Sources/CCPUID"),
         // interop: safetensors read/write (torchvision state_dict names).
-        .target(name: "DaftInterop"),
+        .target(name: "DaftInterop", swiftSettings: optimizeInDebug),
         // distributed transport: communicator (MPI or single process), gradient buckets, watchdog, consistency check.
         .target(name: "DaftDistributed", dependencies: ["CMPIShim"]),
         // layers/models: BN (incl. synchronized), ResNet family, SGD, schedules.

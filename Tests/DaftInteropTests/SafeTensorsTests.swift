@@ -9,6 +9,19 @@ final class SafeTensorsTests: XCTestCase {
         for dtype in SafeTensorsDType.allCases { XCTAssertEqual(dtype.byteSize, sizes[dtype], "\(dtype)") }
     }
 
+    /// The file format is little-endian whatever the host: known values have known bytes both ways, and a
+    /// trailing partial value is not decoded.
+    func testByteCodingIsLittleEndian() {
+        XCTAssertEqual(ByteCoding.store([UInt32(0x0102_0304), 0xA0B0_C0D0]), [4, 3, 2, 1, 0xD0, 0xC0, 0xB0, 0xA0])
+        XCTAssertEqual(ByteCoding.store([Int16(-2)]), [0xFE, 0xFF])
+        XCTAssertEqual(ByteCoding.store([Int64(1) << 40]), [0, 0, 0, 0, 0, 1, 0, 0])
+        XCTAssertEqual(ByteCoding.load([4, 3, 2, 1, 0xD0, 0xC0, 0xB0, 0xA0, 9], as: UInt32.self), [0x0102_0304, 0xA0B0_C0D0])
+        XCTAssertEqual(ByteCoding.load([0xFE, 0xFF, 0x01], as: Int16.self), [-2])
+        XCTAssertEqual(ByteCoding.load([0, 0, 0, 0, 0, 1, 0, 0], as: Int64.self), [Int64(1) << 40])
+        XCTAssertEqual(ByteCoding.load([1, 2, 3], as: UInt32.self), [])
+        XCTAssertEqual(ByteCoding.store([UInt16]()), [])
+    }
+
     func testRoundTripEveryDType() throws {
         var tensors: [String: SafeTensor] = [:]
         for (index, dtype) in SafeTensorsDType.allCases.enumerated() {
