@@ -8,19 +8,17 @@ import Foundation
 /// Little-endian packing and unpacking of fixed-width values, half-precision conversions and whole-file
 /// reads shared by the safetensors and NPY codecs.
 enum ByteCoding {
-    /// Decodes `bytes.count / size` little-endian integers (on a little-endian host the bytes are already the
-    /// values' memory layout: one copy).
+    /// Decodes `bytes.count / size` little-endian integers (a trailing partial value is ignored). On a
+    /// little-endian host the bytes already are the values' memory layout, so it is one copy.
     static func load<T: FixedWidthInteger>(_ bytes: [UInt8], as type: T.Type) -> [T] {
         let size = MemoryLayout<T>.size
         let count = bytes.count / size
         return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             bytes.withUnsafeBytes { raw in
                 #if _endian(little)
-                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<count * size]))
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[..<(count * size)]))
                 #else
-                for i in 0..<count {
-                    buffer[i] = T(littleEndian: raw.loadUnaligned(fromByteOffset: i * size, as: T.self))
-                }
+                for i in 0..<count { buffer[i] = T(littleEndian: raw.loadUnaligned(fromByteOffset: i * size, as: T.self)) }
                 #endif
             }
             initialized = count
@@ -29,18 +27,11 @@ enum ByteCoding {
 
     /// Encodes integers as little-endian bytes (one copy on a little-endian host).
     static func store<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
-        let size = MemoryLayout<T>.size
-        return [UInt8](unsafeUninitializedCapacity: values.count * size) { buffer, initialized in
-            let raw = UnsafeMutableRawBufferPointer(buffer)
-            #if _endian(little)
-            values.withUnsafeBytes { raw.copyMemory(from: $0) }
-            #else
-            for (i, value) in values.enumerated() {
-                raw.storeBytes(of: value.littleEndian, toByteOffset: i * size, as: T.self)
-            }
-            #endif
-            initialized = values.count * size
-        }
+        #if _endian(little)
+        return values.withUnsafeBytes { Array($0) }
+        #else
+        return values.flatMap { value in withUnsafeBytes(of: value.littleEndian) { Array($0) } }
+        #endif
     }
 
     /// Reads a little-endian integer of type `T` at `offset` (the caller checks the bounds).
