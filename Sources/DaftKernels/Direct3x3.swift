@@ -33,9 +33,7 @@ public enum DirectKernelISA: Equatable, Sendable {
 /// im2col + OpenBLAS `sgemm`.
 public enum DirectConvolutionPolicy: Equatable, Sendable {
     /// The layers where the direct kernels measured faster: few channels (`Conv2D.directMaxChannels`) on
-    /// planes at least `Conv2D.directMinSpatial` pixels for the 8-lane kernels; with the AVX-512 kernels
-    /// (`DirectKernelISA.avx512`) up to `Conv2D.directMaxChannelsAVX512` channels on planes of at least
-    /// `Conv2D.directMinSpatialAVX512` pixels.
+    /// planes of at least `Conv2D.directMinSpatial` pixels.
     case automatic
     /// Every convolution goes through im2col + `sgemm`.
     case never
@@ -43,39 +41,86 @@ public enum DirectConvolutionPolicy: Equatable, Sendable {
     case always
 }
 
-/// Layout of one zero-padded plane for the direct 3×3 kernels.
+/// Layout of one zero-padded plane for the direct 3×3 kernels, holding the planes of `samples` samples side by side.
 ///
-/// A plane of `h×w` is stored with a one-pixel zero border as rows of `wp = w + 2` floats. Output pixel
-/// (oh, ow) gets the flat index `q = oh·wp + ow`, and kernel tap (ki, kj) then reads the padded plane at
+/// The `samples` planes of `h×w` of one channel are stored next to each other in rows of `wp = samples·(w + 1) + 1`
+/// floats, with one zero column before, between and after them and a zero row above and below: sample j's
+/// pixel (r, c) sits at padded row r + 1, column 1 + j·(w + 1) + c. Output pixel (oh, ow) of sample j gets the
+/// flat index `q = oh·wp + j·(w + 1) + ow`, and kernel tap (ki, kj) then reads the padded plane at
 /// `q + ki·wp + kj`: every tap is a constant shift, so a run of `tile` consecutive q (24 = three 8-float
-/// vectors, or 32 = two 16-float vectors on the AVX-512 path) is computed with plain unaligned loads. The q
-/// with ow ≥ w are junk columns, never copied out. `q` rounds `h·wp` up to whole tiles and `stride` (a
-/// multiple of 16 floats) leaves zeroed room for the farthest tap of the last tile.
+/// vectors, or 32 = two 16-float vectors on the AVX-512 path) is computed with plain unaligned loads. The q of
+/// the zero columns are junk, never copied out. Side by side, small planes waste fewer lanes on junk
+/// (`samplesPerGroup`). `q` rounds `h·wp` up to whole tiles and `stride` (a multiple of 16 floats) leaves
+/// zeroed room for the farthest tap of the last tile.
 struct Direct3x3Layout {
-    let h: Int, w: Int, wp: Int, q: Int, stride: Int
+    let h: Int, w: Int, samples: Int, wp: Int, q: Int, stride: Int
 
-    init(h: Int, w: Int, tile: Int = 24) {
-        self.h = h; self.w = w
-        wp = w + 2
+    init(h: Int, w: Int, samples: Int = 1, tile: Int = 24) {
+        precondition(samples >= 1)
+        self.h = h; self.w = w; self.samples = samples
+        wp = samples * (w + 1) + 1
         q = (h * wp + tile - 1) / tile * tile
         stride = (q + 2 * wp + 2 + 15) / 16 * 16
     }
 
-    /// Copies `channels` planes of `src` (NCHW, h×w each) into `dst` with zero borders and tails, and
-    /// zeroes the planes `channels ..< paddedChannels`.
-    func pad(_ src: UnsafePointer<Float>, channels: Int, paddedChannels: Int, _ dst: UnsafeMutablePointer<Float>) {
+    /// The output index of sample j's pixel (oh, 0).
+    @inline(__always) func outputRow(_ oh: Int, sample j: Int) -> Int { oh * wp + j * (w + 1) }
+
+    /// Useful output lanes per computed lane: `samples·h·w / q`.
+    var utilisation: Double { Double(samples * h * w) / Double(q) }
+
+    /// How many samples a group lays side by side for planes of `h×w`: the fewest whose utilisation is
+    /// within 1% of the best one with at most `Direct3x3Layout.maxGroupRowFloats` floats of rows per plane
+    /// (7×7: 8 samples, 68% → 86% of the lanes useful; 14×14: 3, 82% → 91%; 28×28 and larger: 1).
+    static func samplesPerGroup(h: Int, w: Int, tile: Int) -> Int {
+        var candidates = [(samples: 1, utilisation: Direct3x3Layout(h: h, w: w, samples: 1, tile: tile).utilisation)]
+        var s = 2
+        while h * (s * (w + 1) + 1) <= maxGroupRowFloats {
+            candidates.append((s, Direct3x3Layout(h: h, w: w, samples: s, tile: tile).utilisation))
+            s += 1
+        }
+        let best = candidates.map(\.utilisation).max()!
+        return candidates.first { $0.utilisation >= best - 0.01 }!.samples
+    }
+
+    /// Bound on `h·wp` of a group (floats): keeps a group's padded planes and kernel outputs in L2.
+    static let maxGroupRowFloats = 1024
+
+    /// Copies `channels` planes of each of `samples` samples of `src` (NCHW, h×w planes, sample k at
+    /// `src + k·sampleStride`) into `dst` with zero borders, separators and tails, and zeroes the planes
+    /// `channels ..< paddedChannels`.
+    func pad(_ src: UnsafePointer<Float>, sampleStride: Int, channels: Int, paddedChannels: Int,
+             _ dst: UnsafeMutablePointer<Float>) {
+        let hw = h * w
         for c in 0..<channels {
-            let s = src + c * h * w, d = dst + c * stride
-            Vec.zero(d, wp + 1)                       // row 0 and (1, 0)
+            let d = dst + c * stride
+            Vec.zero(d, wp)                                   // row 0
             for r in 0..<h {
-                let row = d + (r + 1) * wp + 1
-                Vec.copy(s + r * w, row, w)
-                row[w] = 0; row[w + 1] = 0            // (r+1, w+1) and (r+2, 0)
+                let row = d + (r + 1) * wp
+                row[0] = 0
+                for j in 0..<samples {
+                    Vec.copy(src + j * sampleStride + c * hw + r * w, row + 1 + j * (w + 1), w)
+                    row[(j + 1) * (w + 1)] = 0                // the column after sample j
+                }
             }
-            let tail = (h + 1) * wp + 1
+            let tail = (h + 1) * wp
             Vec.zero(d + tail, stride - tail)
         }
         if paddedChannels > channels { Vec.zero(dst + channels * stride, (paddedChannels - channels) * stride) }
+    }
+}
+
+/// The sample groups of one `ComputeThreads` part for the direct kernels: the part's samples (an even
+/// split of the batch) in runs of `Direct3x3Layout.samplesPerGroup`, the last run shorter.
+struct Direct3x3Groups: Sequence, IteratorProtocol {
+    var next0: Int
+    let end: Int, size: Int
+    init(_ samples: Range<Int>, size: Int) { next0 = samples.lowerBound; end = samples.upperBound; self.size = size }
+    mutating func next() -> (n0: Int, count: Int)? {
+        guard next0 < end else { return nil }
+        let g = (n0: next0, count: Swift.min(size, end - next0))
+        next0 += g.count
+        return g
     }
 }
 
@@ -112,20 +157,17 @@ struct Tile4x24 {
 }
 
 extension Conv2D {
-    /// `.automatic` uses the direct kernels when input and output channels are at most this many…
-    public static let directMaxChannels = 32
-    /// …and the input plane has at least this many pixels (below it the junk columns and short rows of
-    /// the padded layout cost more than im2col saves).
-    public static let directMinSpatial = 196
-    /// The AVX-512 kernels' bounds for `.automatic`: on resnet20 (28×28 input, batch 128) they also beat
-    /// im2col + OpenBLAS on the 64-channel 7×7 layers (step 354 → 335 ms), where the 8-lane kernels lose
-    /// (441 → 455 ms).
-    public static let directMaxChannelsAVX512 = 64
-    /// See `directMaxChannelsAVX512`.
-    public static let directMinSpatialAVX512 = 49
+    /// `.automatic` uses the direct kernels (either family) when input and output channels are at most this many…
+    public static let directMaxChannels = 64
+    /// …and the input plane has at least this many pixels. Measured with the 8-lane kernels on a Zen 3 (samples
+    /// side by side, `Direct3x3Layout.samplesPerGroup`): resnet20 (28×28, batch 128) step 455 → 395–403 ms with
+    /// its 64-channel 7×7 layers direct; at 224 px (resnet18/50, batch 16) the 64-channel 56×56 layers direct
+    /// save 5–10% of the 3×3 time, all layers direct (up to 512 channels) lose 5%. The AVX-512 kernels had the
+    /// same bounds on a Zen 4 (resnet20 step 354 → 335 ms with the 7×7 layers direct).
+    public static let directMinSpatial = 49
 
     /// Whether `forward`/`backward` take the direct 3×3 path for this geometry and input under `policy`,
-    /// with the direct kernels `kernels` (the `.automatic` bounds depend on them).
+    /// with the direct kernels `kernels` (both families have the same `.automatic` bounds).
     public static func usesDirect3x3(_ g: ConvGeometry, _ xs: Shape4, policy: DirectConvolutionPolicy,
                                      kernels: DirectKernelISA = .preferred) -> Bool {
         guard g.kh == 3 && g.kw == 3 && g.strideH == 1 && g.strideW == 1 && g.padH == 1 && g.padW == 1 else { return false }
@@ -133,9 +175,7 @@ extension Conv2D {
         case .never: return false
         case .always: return true
         case .automatic:
-            let wide = kernels.wide
-            let maxC = wide ? directMaxChannelsAVX512 : directMaxChannels, minS = wide ? directMinSpatialAVX512 : directMinSpatial
-            return g.cin <= maxC && g.cout <= maxC && xs.spatial >= minS
+            return g.cin <= directMaxChannels && g.cout <= directMaxChannels && xs.spatial >= directMinSpatial
         }
     }
 
@@ -185,31 +225,38 @@ extension Conv2D {
         }
     }
 
-    /// Forward of a 3×3, stride-1, padding-1 convolution, one sample at a time (the samples split over
-    /// `ComputeThreads` parts): pad, direct kernel, copy the valid columns out (adding the bias).
+    /// Forward of a 3×3, stride-1, padding-1 convolution, a group of samples at a time (the samples split over
+    /// `ComputeThreads` parts, each cut into `Direct3x3Layout.samplesPerGroup` groups): pad, direct kernel,
+    /// copy the valid columns out (adding the bias). Every output is the same sum in the same order whatever
+    /// the grouping and thread count.
     static func direct3x3Forward(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>,
                                  bias: UnsafePointer<Float>?, _ g: ConvGeometry, _ y: UnsafeMutablePointer<Float>,
                                  workspace ws: ConvWorkspace) {
         let k = ws.directKernels
-        let L = Direct3x3Layout(h: xs.h, w: xs.w, tile: k.tile)
         let hw = xs.spatial, blocks = (g.cout + k.group - 1) / k.group
+        let groupSize = Direct3x3Layout.samplesPerGroup(h: xs.h, w: xs.w, tile: k.tile)
+        let full = Direct3x3Layout(h: xs.h, w: xs.w, samples: min(groupSize, xs.n), tile: k.tile)
         let pw = ws.directWeights.reserve(blocks * k.group * g.cin * 9)
         packDirect3x3(weight, cin: g.cin, cout: g.cout, flipTransposed: false, group: k.group, pw)
         let parts = ComputeThreads.parts(xs.n)
         let scratch = ws.scratch(parts: parts)
         ComputeThreads.run(parts) { part in
-            let p = scratch[part].padded.reserve(g.cin * L.stride)
-            let out = scratch[part].gemmOut.reserve(blocks * k.group * L.q)
-            for n in ComputeThreads.range(part, of: parts, total: xs.n) {
-                L.pad(x + n * g.cin * hw, channels: g.cin, paddedChannels: g.cin, p)
+            let p = scratch[part].padded.reserve(g.cin * full.stride)
+            let out = scratch[part].gemmOut.reserve(blocks * k.group * full.q)
+            for group in Direct3x3Groups(ComputeThreads.range(part, of: parts, total: xs.n), size: groupSize) {
+                let L = Direct3x3Layout(h: xs.h, w: xs.w, samples: group.count, tile: k.tile)
+                L.pad(x + group.n0 * g.cin * hw, sampleStride: g.cin * hw, channels: g.cin, paddedChannels: g.cin, p)
                 k.planes(p, inC: g.cin, L, packed: pw, blocks: blocks, out)
-                for co in 0..<g.cout {
-                    let src = out + co * L.q, dst = y + (n * g.cout + co) * hw
-                    for oh in 0..<xs.h {
-                        if let bias {
-                            Vec.copyAddingScalar(src + oh * L.wp, bias[co], dst + oh * xs.w, xs.w)
-                        } else {
-                            Vec.copy(src + oh * L.wp, dst + oh * xs.w, xs.w)
+                for j in 0..<group.count {
+                    for co in 0..<g.cout {
+                        let src = out + co * L.q, dst = y + ((group.n0 + j) * g.cout + co) * hw
+                        for oh in 0..<xs.h {
+                            let row = src + L.outputRow(oh, sample: j)
+                            if let bias {
+                                Vec.copyAddingScalar(row, bias[co], dst + oh * xs.w, xs.w)
+                            } else {
+                                Vec.copy(row, dst + oh * xs.w, xs.w)
+                            }
                         }
                     }
                 }
@@ -217,7 +264,7 @@ extension Conv2D {
         }
     }
 
-    /// acc[o, i, t] += Σ_q dy[o, q] · x[i, q + shift(t)] as 8-lane partial sums, for one sample: `pd` holds
+    /// acc[o, i, t] += Σ_q dy[o, q] · x[i, q + shift(t)] as 8-lane partial sums, for one group of samples: `pd` holds
     /// `4·blocks` padded dy planes, `px` the `cin` padded input planes, `acc` is `4·blocks × cin × 9` vectors.
     static func direct3x3WeightGradPlanes(_ px: UnsafePointer<Float>, cin: Int, _ pd: UnsafePointer<Float>, blocks: Int,
                                           _ L: Direct3x3Layout, _ acc: UnsafeMutablePointer<Float>) {
@@ -254,19 +301,21 @@ extension Conv2D {
         }
     }
 
-    /// Backward of a 3×3, stride-1, padding-1 convolution, one sample at a time (the samples split over
-    /// `ComputeThreads` parts, each with its own weight-gradient partial sums, added in part order): dW by the
-    /// direct reduction, dx as the direct convolution of padded dy with the flipped, transposed kernel.
+    /// Backward of a 3×3, stride-1, padding-1 convolution, a group of samples at a time (the samples split over
+    /// `ComputeThreads` parts as in the forward, each part with its own weight-gradient partial sums, added in
+    /// part order): dW by the direct reduction, dx as the direct convolution of padded dy with the flipped,
+    /// transposed kernel.
     static func direct3x3Backward(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                                   dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                   dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
                                   workspace ws: ConvWorkspace) {
         let k = ws.directKernels
-        let L = Direct3x3Layout(h: xs.h, w: xs.w, tile: k.tile)
         let hw = xs.spatial
         let outBlocks = (g.cout + k.group - 1) / k.group, inBlocks = (g.cin + k.group - 1) / k.group
         if let dBias { accumulateBiasGradient(dy, g.outputShape(xs), dBias) }
         if dWeight == nil && dx == nil { return }
+        let groupSize = Direct3x3Layout.samplesPerGroup(h: xs.h, w: xs.w, tile: k.tile)
+        let full = Direct3x3Layout(h: xs.h, w: xs.w, samples: min(groupSize, xs.n), tile: k.tile)
         let accCount = outBlocks * k.group * g.cin * 9 * k.lanes
         let pw = dx != nil ? ws.directWeights.reserve(inBlocks * k.group * g.cout * 9) : ws.directWeights.pointer
         if dx != nil { packDirect3x3(weight, cin: g.cin, cout: g.cout, flipTransposed: true, group: k.group, pw) }
@@ -274,22 +323,26 @@ extension Conv2D {
         let scratch = ws.scratch(parts: parts)
         ComputeThreads.run(parts) { part in
             let s = scratch[part]
-            let pd = s.paddedGrad.reserve(outBlocks * k.group * L.stride)
-            let px = dWeight != nil ? s.padded.reserve(g.cin * L.stride) : s.padded.pointer
+            let pd = s.paddedGrad.reserve(outBlocks * k.group * full.stride)
+            let px = dWeight != nil ? s.padded.reserve(g.cin * full.stride) : s.padded.pointer
             let acc = dWeight != nil ? s.weightGradAcc.reserve(accCount) : s.weightGradAcc.pointer
             if dWeight != nil { Vec.zero(acc, accCount) }
-            let out = dx != nil ? s.dxOut.reserve(inBlocks * k.group * L.q) : s.dxOut.pointer
-            for n in ComputeThreads.range(part, of: parts, total: xs.n) {
-                L.pad(dy + n * g.cout * hw, channels: g.cout, paddedChannels: outBlocks * k.group, pd)
+            let out = dx != nil ? s.dxOut.reserve(inBlocks * k.group * full.q) : s.dxOut.pointer
+            for group in Direct3x3Groups(ComputeThreads.range(part, of: parts, total: xs.n), size: groupSize) {
+                let L = Direct3x3Layout(h: xs.h, w: xs.w, samples: group.count, tile: k.tile)
+                L.pad(dy + group.n0 * g.cout * hw, sampleStride: g.cout * hw, channels: g.cout,
+                      paddedChannels: outBlocks * k.group, pd)
                 if dWeight != nil {
-                    L.pad(x + n * g.cin * hw, channels: g.cin, paddedChannels: g.cin, px)
+                    L.pad(x + group.n0 * g.cin * hw, sampleStride: g.cin * hw, channels: g.cin, paddedChannels: g.cin, px)
                     k.weightGradPlanes(px, cin: g.cin, pd, blocks: outBlocks, L, acc)
                 }
                 if let dx {
                     k.planes(pd, inC: g.cout, L, packed: pw, blocks: inBlocks, out)
-                    for ci in 0..<g.cin {
-                        let src = out + ci * L.q, dst = dx + (n * g.cin + ci) * hw
-                        for ih in 0..<xs.h { Vec.addInPlace(src + ih * L.wp, dst + ih * xs.w, xs.w) }
+                    for j in 0..<group.count {
+                        for ci in 0..<g.cin {
+                            let src = out + ci * L.q, dst = dx + ((group.n0 + j) * g.cin + ci) * hw
+                            for ih in 0..<xs.h { Vec.addInPlace(src + L.outputRow(ih, sample: j), dst + ih * xs.w, xs.w) }
+                        }
                     }
                 }
             }

@@ -85,6 +85,16 @@ final class GradientCheckTests: XCTestCase {
         return y
     }
 
+    /// Fills every scratch buffer of `ws` with NaN, as a layer of another shape would leave them: a kernel
+    /// that reads a float it did not write (a border, a separator, a tail) turns its results into NaN.
+    static func poison(_ ws: ConvWorkspace, floats: Int = 1 << 16) {
+        var buffers = [ws.flipped, ws.directWeights]
+        for s in ws.scratch(parts: 3) {
+            buffers += [s.col, s.gemmOut, s.dxOut, s.padded, s.paddedGrad, s.weightGradAcc, s.weightGradPart]
+        }
+        for b in buffers { b.reserve(floats).update(repeating: .nan, count: floats) }
+    }
+
     func checkConv(_ g: ConvGeometry, _ xs: Shape4, bias: Bool, maxColumnFloats: Int? = nil,
                    policy: DirectConvolutionPolicy = .automatic, kernels: DirectKernelISA = .preferred, seed: UInt64,
                    file: StaticString = #filePath, line: UInt = #line) {
@@ -97,6 +107,7 @@ final class GradientCheckTests: XCTestCase {
         let dxInit = Self.f32(rng.normal(xs.count)), dwInit = Self.f32(rng.normal(g.weightCount)), dbInit = Self.f32(rng.normal(g.cout))
         let ws = ConvWorkspace(directPolicy: policy, directKernels: kernels)
         if let maxColumnFloats { ws.maxColumnFloats = maxColumnFloats }
+        Self.poison(ws)
 
         let xf = Self.floats(x), wf = Self.floats(w), bf = b.map(Self.floats), rf = Self.floats(r)
         var y = [Float](repeating: .nan, count: ys.count)
@@ -172,6 +183,9 @@ final class GradientCheckTests: XCTestCase {
             (4, 4, Shape4(2, 4, 4, 4)), (3, 5, Shape4(2, 3, 9, 7)), (1, 16, Shape4(1, 1, 28, 28)),
             (16, 16, Shape4(1, 16, 10, 10)), (8, 12, Shape4(2, 8, 7, 14)), (12, 8, Shape4(1, 12, 5, 22)),
             (6, 3, Shape4(3, 6, 1, 5)), (5, 7, Shape4(2, 5, 13, 1)),
+            // several samples side by side in one padded plane: a full group of 8 7×7 planes and a group of 3,
+            // two groups of 3 14×14 planes and a last one of 1
+            (2, 5, Shape4(11, 2, 7, 7)), (3, 2, Shape4(7, 3, 14, 14)),
         ]
         for c in cases {
             let g = ConvGeometry(cin: c.cin, cout: c.cout, kernel: 3, stride: 1, padding: 1)
@@ -185,21 +199,49 @@ final class GradientCheckTests: XCTestCase {
                 }
             }
         }
-        // the layers of resnet20 on 28×28 that `.automatic` sends to the direct kernels: the 16- and 32-channel
-        // stages with either family, the 64-channel 7×7 stage only with the AVX-512 kernels
+        // `.automatic` sends every 3×3 stride-1 layer of resnet20 on 28×28 to the direct kernels of either family,
+        // and the 64-channel 56×56 layers of the ImageNet ResNets, not their 128-channel ones
         for kernels in [DirectKernelISA.avx2, .avx512] {
             XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 1),
                                                Shape4(128, 16, 28, 28), policy: .automatic, kernels: kernels))
             XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 32, cout: 32, kernel: 3, stride: 1, padding: 1),
                                                Shape4(128, 32, 14, 14), policy: .automatic, kernels: kernels))
-            XCTAssertEqual(Conv2D.usesDirect3x3(ConvGeometry(cin: 64, cout: 64, kernel: 3, stride: 1, padding: 1),
-                                                Shape4(128, 64, 7, 7), policy: .automatic, kernels: kernels),
-                           kernels == .avx512 && DirectKernelISA.avx512Supported)
+            XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 64, cout: 64, kernel: 3, stride: 1, padding: 1),
+                                               Shape4(128, 64, 7, 7), policy: .automatic, kernels: kernels))
+            XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 64, cout: 64, kernel: 3, stride: 1, padding: 1),
+                                               Shape4(16, 64, 56, 56), policy: .automatic, kernels: kernels))
+            XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 128, cout: 128, kernel: 3, stride: 1, padding: 1),
+                                                Shape4(16, 128, 28, 28), policy: .automatic, kernels: kernels))
+            XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 1),
+                                                Shape4(128, 16, 6, 6), policy: .automatic, kernels: kernels))
         }
         XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 32, kernel: 3, stride: 2, padding: 1),
                                             Shape4(128, 16, 28, 28), policy: .always))
         XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 0),
                                             Shape4(128, 16, 28, 28), policy: .always))
+    }
+
+    /// How many samples the direct kernels lay side by side, and what that buys in useful lanes.
+    func testDirect3x3SampleGroups() {
+        XCTAssertEqual(Direct3x3Layout.samplesPerGroup(h: 7, w: 7, tile: 24), 8)
+        XCTAssertEqual(Direct3x3Layout.samplesPerGroup(h: 14, w: 14, tile: 24), 3)
+        XCTAssertEqual(Direct3x3Layout.samplesPerGroup(h: 28, w: 28, tile: 24), 1)
+        XCTAssertEqual(Direct3x3Layout.samplesPerGroup(h: 56, w: 56, tile: 32), 1)
+        XCTAssertEqual(Direct3x3Layout(h: 7, w: 7, samples: 1).utilisation, 49.0 / 72, accuracy: 1e-12)
+        XCTAssertEqual(Direct3x3Layout(h: 7, w: 7, samples: 8).utilisation, 392.0 / 456, accuracy: 1e-12)
+        for (h, w) in [(7, 7), (14, 14), (5, 22), (1, 5), (13, 1)] {
+            for tile in [24, 32] {
+                let s = Direct3x3Layout.samplesPerGroup(h: h, w: w, tile: tile)
+                let L = Direct3x3Layout(h: h, w: w, samples: s, tile: tile)
+                XCTAssertGreaterThanOrEqual(L.utilisation, Direct3x3Layout(h: h, w: w, tile: tile).utilisation, "\(h)×\(w) tile \(tile)")
+                XCTAssert(s == 1 || h * L.wp <= Direct3x3Layout.maxGroupRowFloats, "\(h)×\(w) tile \(tile): \(s) samples")
+                XCTAssertEqual(L.q % tile, 0)
+                XCTAssertGreaterThanOrEqual(L.stride, L.q + 2 * L.wp + 2)
+            }
+        }
+        var groups: [Int] = []
+        for g in Direct3x3Groups(3..<30, size: 11) { XCTAssertEqual(g.n0, 3 + groups.reduce(0, +)); groups.append(g.count) }
+        XCTAssertEqual(groups, [11, 11, 5])
     }
 
     /// Backward with only some of dW, dB, dx requested, on the direct path: the others stay untouched and
