@@ -199,21 +199,19 @@ final class GradientCheckTests: XCTestCase {
                 }
             }
         }
-        // `.automatic` sends every 3×3 stride-1 layer of resnet20 on 28×28 to the direct kernels of either family,
-        // and the 64-channel 56×56 layers of the ImageNet ResNets, not their 128-channel ones
+        // `.automatic` sends every 3×3 stride-1 layer of resnet20 on 28×28 (16@28×28, 32@14×14, 64@7×7) to the
+        // direct kernels of either family, and the 64-channel 56×56 layers of the ImageNet ResNets, not their
+        // 128-channel ones nor planes below 7×7
+        let automatic: [(channels: Int, xs: Shape4, direct: Bool)] = [
+            (16, Shape4(128, 16, 28, 28), true), (32, Shape4(128, 32, 14, 14), true), (64, Shape4(128, 64, 7, 7), true),
+            (64, Shape4(16, 64, 56, 56), true), (128, Shape4(16, 128, 28, 28), false), (16, Shape4(128, 16, 6, 6), false),
+        ]
         for kernels in [DirectKernelISA.avx2, .avx512] {
-            XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 1),
-                                               Shape4(128, 16, 28, 28), policy: .automatic, kernels: kernels))
-            XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 32, cout: 32, kernel: 3, stride: 1, padding: 1),
-                                               Shape4(128, 32, 14, 14), policy: .automatic, kernels: kernels))
-            XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 64, cout: 64, kernel: 3, stride: 1, padding: 1),
-                                               Shape4(128, 64, 7, 7), policy: .automatic, kernels: kernels))
-            XCTAssertTrue(Conv2D.usesDirect3x3(ConvGeometry(cin: 64, cout: 64, kernel: 3, stride: 1, padding: 1),
-                                               Shape4(16, 64, 56, 56), policy: .automatic, kernels: kernels))
-            XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 128, cout: 128, kernel: 3, stride: 1, padding: 1),
-                                                Shape4(16, 128, 28, 28), policy: .automatic, kernels: kernels))
-            XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 1),
-                                                Shape4(128, 16, 6, 6), policy: .automatic, kernels: kernels))
+            for c in automatic {
+                let g = ConvGeometry(cin: c.channels, cout: c.channels, kernel: 3, stride: 1, padding: 1)
+                XCTAssertEqual(Conv2D.usesDirect3x3(g, c.xs, policy: .automatic, kernels: kernels), c.direct,
+                               "\(kernels) \(c.channels) channels on \(c.xs)")
+            }
         }
         XCTAssertFalse(Conv2D.usesDirect3x3(ConvGeometry(cin: 16, cout: 32, kernel: 3, stride: 2, padding: 1),
                                             Shape4(128, 16, 28, 28), policy: .always))
