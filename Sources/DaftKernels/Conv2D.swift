@@ -405,8 +405,13 @@ public enum Conv2D {
                 n0 += nc
             }
         }
-        if let dWeight {
-            for part in 1..<parts { Vec.addInPlace(scratch[part].weightGradPart.pointer, dWeight, g.weightCount) }
+        if let dWeight, parts > 1 {
+            // the parts' partial sums, added in part order; the weights split over the threads
+            ComputeThreads.forEachRange(g.weightCount, minimumPerPart: 1 << 14) { r in
+                for part in 1..<parts {
+                    Vec.addInPlace(scratch[part].weightGradPart.pointer + r.lowerBound, dWeight + r.lowerBound, r.count)
+                }
+            }
         }
     }
 }

@@ -348,12 +348,15 @@ extension Conv2D {
             }
         }
         if let dWeight {
-            for part in 0..<parts {
-                let acc = scratch[part].weightGradAcc.pointer
-                for co in 0..<g.cout {
-                    for t in 0..<(g.cin * 9) {
-                        let a = acc + (co * g.cin * 9 + t) * k.lanes
-                        dWeight[co * g.cin * 9 + t] += k.lanes == 16 ? (load8(a) + load8(a + 8)).sum() : load8(a).sum()
+            // the parts' partial sums, added in part order; the output channels split over the threads
+            ComputeThreads.forEachRange(g.cout, minimumPerPart: max(1, 4096 / (g.cin * 9))) { cos in
+                for part in 0..<parts {
+                    let acc = scratch[part].weightGradAcc.pointer
+                    for co in cos {
+                        for t in 0..<(g.cin * 9) {
+                            let a = acc + (co * g.cin * 9 + t) * k.lanes
+                            dWeight[co * g.cin * 9 + t] += k.lanes == 16 ? (load8(a) + load8(a + 8)).sum() : load8(a).sum()
+                        }
                     }
                 }
             }

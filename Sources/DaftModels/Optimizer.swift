@@ -51,25 +51,32 @@ public final class SGD {
         return r
     }
 
-    /// One update of every parameter in every group from the gradient arena.
+    /// The fewest elements of one parameter a thread updates (smaller parameters stay on one thread).
+    static let elementsPerPart = 1 << 15
+
+    /// One update of every parameter in every group from the gradient arena (each large parameter's elements
+    /// split over `ComputeThreads`: every element's update is the same arithmetic on any thread count).
     public func step() {
         let P = store.parameterPointer, G = store.gradientPointer, B = momentumBuffers.pointer
         for g in groups {
             let lr = Float(g.lr), mu = Float(g.momentum), damp = Float(1 - g.dampening), wd = Float(g.weightDecay)
+            let nesterov = g.nesterov
             for pi in g.parameterIndices {
                 let e = store.parameterEntries[pi]
                 let p = P + e.offset, gr = G + e.offset, b = B + e.offset
                 let first = !hasMomentum[pi]
                 if mu != 0 { hasMomentum[pi] = true }
-                for i in 0..<e.count {
-                    var d = gr[i]
-                    if wd != 0 { d += wd * p[i] }
-                    if mu != 0 {
-                        let buf = first ? d : mu * b[i] + damp * d
-                        b[i] = buf
-                        d = g.nesterov ? d + mu * buf : buf
+                ComputeThreads.forEachRange(e.count, minimumPerPart: Self.elementsPerPart) { range in
+                    for i in range {
+                        var d = gr[i]
+                        if wd != 0 { d += wd * p[i] }
+                        if mu != 0 {
+                            let buf = first ? d : mu * b[i] + damp * d
+                            b[i] = buf
+                            d = nesterov ? d + mu * buf : buf
+                        }
+                        p[i] -= lr * d
                     }
-                    p[i] -= lr * d
                 }
             }
         }

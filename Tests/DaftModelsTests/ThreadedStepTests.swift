@@ -55,4 +55,35 @@ final class ThreadedStepTests: XCTestCase {
     func testBottleneckImageNetStemStepWithThreadsMatchesOneThread() throws {
         try check("resnet50", widths: [4, 8, 8, 8], input: Shape4(5, 3, 40, 40))
     }
+
+    /// SGD with momentum, weight decay and Nesterov: parameters and momentum buffers after three steps on 2 and 3
+    /// threads are bit-identical to one thread (each element's update is the same arithmetic wherever it runs).
+    func testSGDStepWithThreadsIsBitIdentical() throws {
+        func run(threads: Int, nesterov: Bool) throws -> (parameters: [Float], momentum: [Float]) {
+            ComputeThreads.set(threads)
+            defer { ComputeThreads.set(1) }
+            let model = ResNet(try ResNetConfig.named("resnet20", inChannels: 1, numClasses: 4, widths: [16, 32, 128]))
+            let largest = model.store.parameterEntries.map(\.count).max()!
+            XCTAssertGreaterThanOrEqual(largest, 3 * SGD.elementsPerPart, "the largest parameter splits over 3 threads")
+            var rng = SplitMix64(seed: 9)
+            model.resetParameters(rng: &rng)
+            let sgd = SGD(store: model.store, groups: SGD.backboneAndHead(store: model.store, lrBackbone: 0.01, lrHead: 0.3,
+                                                                         momentum: 0.9, weightDecay: 5e-4, nesterov: nesterov))
+            for _ in 0..<3 {
+                let g = model.store.gradientPointer
+                for i in 0..<model.store.parameterCount { g[i] = Float(rng.nextNormal()) }
+                sgd.step()
+            }
+            return (model.store.parameters.array(model.store.parameterCount),
+                    sgd.momentumBuffers.array(model.store.parameterCount))
+        }
+        for nesterov in [false, true] {
+            let one = try run(threads: 1, nesterov: nesterov)
+            for threads in [2, 3] {
+                let many = try run(threads: threads, nesterov: nesterov)
+                XCTAssert(many.parameters == one.parameters, "parameters after SGD on \(threads) threads (nesterov \(nesterov))")
+                XCTAssert(many.momentum == one.momentum, "momentum buffers on \(threads) threads (nesterov \(nesterov))")
+            }
+        }
+    }
 }
