@@ -405,13 +405,8 @@ public enum Conv2D {
                 n0 += nc
             }
         }
-        if let dWeight, parts > 1 {
-            // the parts' partial sums, added in part order; the weights split over the threads
-            ComputeThreads.forEachRange(g.weightCount, minimumPerPart: 1 << 14) { r in
-                for part in 1..<parts {
-                    Vec.addInPlace(scratch[part].weightGradPart.pointer + r.lowerBound, dWeight + r.lowerBound, r.count)
-                }
-            }
+        if let dWeight {      // the parts' partial sums in part order, each addition split over the threads
+            for part in 1..<parts { Elementwise.accumulate(scratch[part].weightGradPart.pointer, into: dWeight, count: g.weightCount) }
         }
     }
 }

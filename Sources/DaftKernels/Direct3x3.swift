@@ -73,14 +73,10 @@ struct Direct3x3Layout {
     /// within 1% of the best one with at most `Direct3x3Layout.maxGroupRowFloats` floats of rows per plane
     /// (7×7: 8 samples, 68% → 86% of the lanes useful; 14×14: 3, 82% → 91%; 28×28 and larger: 1).
     static func samplesPerGroup(h: Int, w: Int, tile: Int) -> Int {
-        var candidates = [(samples: 1, utilisation: Direct3x3Layout(h: h, w: w, samples: 1, tile: tile).utilisation)]
-        var s = 2
-        while h * (s * (w + 1) + 1) <= maxGroupRowFloats {
-            candidates.append((s, Direct3x3Layout(h: h, w: w, samples: s, tile: tile).utilisation))
-            s += 1
-        }
-        let best = candidates.map(\.utilisation).max()!
-        return candidates.first { $0.utilisation >= best - 0.01 }!.samples
+        let most = max(1, (maxGroupRowFloats / h - 1) / (w + 1))     // largest s with h·(s·(w+1)+1) ≤ the bound
+        func utilisation(_ s: Int) -> Double { Direct3x3Layout(h: h, w: w, samples: s, tile: tile).utilisation }
+        let best = (1...most).lazy.map(utilisation).max()!
+        return (1...most).first { utilisation($0) >= best - 0.01 }!
     }
 
     /// Bound on `h·wp` of a group (floats): keeps a group's padded planes and kernel outputs in L2.
@@ -349,7 +345,8 @@ extension Conv2D {
         }
         if let dWeight {
             // the parts' partial sums, added in part order; the output channels split over the threads
-            ComputeThreads.forEachRange(g.cout, minimumPerPart: max(1, 4096 / (g.cin * 9))) { cos in
+            let floatsPerChannel = g.cin * 9 * k.lanes
+            ComputeThreads.forEachRange(g.cout, minimumPerPart: max(1, Elementwise.floatsPerPart / floatsPerChannel)) { cos in
                 for part in 0..<parts {
                     let acc = scratch[part].weightGradAcc.pointer
                     for co in cos {

@@ -69,10 +69,10 @@ public final class BatchNorm2d {
     public var runningMean: UnsafeMutablePointer<Float> { store.bufferPointer + meanOffset }
     public var runningVar: UnsafeMutablePointer<Float> { store.bufferPointer + varOffset }
 
-    /// Forward. `sync` all-reduces the statistics in training mode (nil or size 1: local batch only); with
-    /// `profile` those all-reduces are timed as `LayerProfile.Kind.syncBatchNorm`.
+    /// Forward. `context.sync` all-reduces the statistics in training mode (nil or size 1: local batch only),
+    /// timed as `LayerProfile.Kind.syncBatchNorm` when `context` profiles.
     public func forward(_ x: UnsafePointer<Float>, _ s: Shape4, _ y: UnsafeMutablePointer<Float>, mode: BatchNormMode,
-                        relu: Bool, sync: Communicator?, profile: LayerProfile? = nil) throws {
+                        relu: Bool, context: StepContext) throws {
         lastMode = mode
         let C = channels
         if recordInputMoments {
@@ -87,7 +87,7 @@ public final class BatchNorm2d {
             moments.withUnsafeMutableBufferPointer { m in
                 BatchNormKernels.accumulateMoments(x, s, sum: m.baseAddress!, sumSquares: m.baseAddress! + C)
                 m[2 * C] = Double(s.n * s.spatial)
-                if let sync, sync.size > 1 { Self.allReduce(m, over: sync, profile: profile) }
+                if let sync = context.sync, sync.size > 1 { context.timed(.syncBatchNorm) { sync.allReduceSum(m) } }
             }
             let count = moments[2 * C]
             globalCount = count
@@ -115,12 +115,6 @@ public final class BatchNorm2d {
         } }
     }
 
-    /// The SyncBN statistics all-reduce, timed when profiling.
-    static func allReduce(_ values: UnsafeMutableBufferPointer<Double>, over sync: Communicator, profile: LayerProfile?) {
-        guard let profile else { return sync.allReduceSum(values) }
-        profile.time(.syncBatchNorm) { sync.allReduceSum(values) }
-    }
-
     func prepareEval() {
         let g = gamma, b = beta, rm = runningMean, rv = runningVar
         for c in 0..<channels {
@@ -134,8 +128,7 @@ public final class BatchNorm2d {
     /// Backward of the last forward. `dy` is the gradient w.r.t. the output (ReLU mask applied here, in place,
     /// when `relu`); accumulates dγ, dβ when `parameterGradients`; writes dx when given.
     public func backward(_ x: UnsafePointer<Float>, _ s: Shape4, output y: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>,
-                         relu: Bool, dx: UnsafeMutablePointer<Float>?, parameterGradients: Bool, sync: Communicator?,
-                         profile: LayerProfile? = nil) {
+                         relu: Bool, dx: UnsafeMutablePointer<Float>?, parameterGradients: Bool, context: StepContext) {
         let C = channels
         if relu { BatchNormKernels.reluMask(dy, output: y, count: s.count) }
         for i in 0..<backSums.count { backSums[i] = 0 }
@@ -153,7 +146,9 @@ public final class BatchNorm2d {
         guard let dx else { return }
         switch lastMode {
         case .train:
-            if let sync, sync.size > 1 { backSums.withUnsafeMutableBufferPointer { Self.allReduce($0, over: sync, profile: profile) } }
+            if let sync = context.sync, sync.size > 1 {
+                context.timed(.syncBatchNorm) { backSums.withUnsafeMutableBufferPointer { sync.allReduceSum($0) } }
+            }
             for c in 0..<C {
                 meanDy[c] = Float(backSums[c] / globalCount)
                 meanDyXhat[c] = Float(backSums[C + c] / globalCount)

@@ -88,8 +88,7 @@ public final class ConvBN {
             Conv2D.forward(x, xs, weight: weight, bias: nil, geometry, convOut.pointer, workspace: context.workspace)
         }
         try context.timed(.batchNorm) {
-            try bn.forward(convOut.pointer, outShape, out.pointer, mode: mode, relu: relu, sync: context.sync,
-                           profile: context.profile)
+            try bn.forward(convOut.pointer, outShape, out.pointer, mode: mode, relu: relu, context: context)
         }
     }
 
@@ -99,7 +98,7 @@ public final class ConvBN {
         guard let g = dy ?? dOut?.pointer else { preconditionFailure("\(convName): backward without a gradient") }
         context.timed(.batchNorm) {
             bn.backward(convOut.pointer, outShape, output: out.pointer, dy: g, relu: relu, dx: dConvOut.pointer,
-                        parameterGradients: true, sync: context.sync, profile: context.profile)
+                        parameterGradients: true, context: context)
         }
         context.ready(bn.weightIndex); context.ready(bn.biasIndex)
         context.timed(kind, flops: 2 * Double(geometry.forwardMACs(inShape)) * (dx == nil ? 1 : 2)) {

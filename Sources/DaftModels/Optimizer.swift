@@ -51,11 +51,9 @@ public final class SGD {
         return r
     }
 
-    /// The fewest elements of one parameter a thread updates (smaller parameters stay on one thread).
-    static let elementsPerPart = 1 << 15
-
     /// One update of every parameter in every group from the gradient arena (each large parameter's elements
-    /// split over `ComputeThreads`: every element's update is the same arithmetic on any thread count).
+    /// split over `ComputeThreads` in parts of at least `Elementwise.floatsPerPart`: every element's update is
+    /// the same arithmetic on any thread count).
     public func step() {
         let P = store.parameterPointer, G = store.gradientPointer, B = momentumBuffers.pointer
         for g in groups {
@@ -66,7 +64,7 @@ public final class SGD {
                 let p = P + e.offset, gr = G + e.offset, b = B + e.offset
                 let first = !hasMomentum[pi]
                 if mu != 0 { hasMomentum[pi] = true }
-                ComputeThreads.forEachRange(e.count, minimumPerPart: Self.elementsPerPart) { range in
+                ComputeThreads.forEachRange(e.count, minimumPerPart: Elementwise.floatsPerPart) { range in
                     for i in range {
                         var d = gr[i]
                         if wd != 0 { d += wd * p[i] }

@@ -64,7 +64,7 @@ final class ThreadedStepTests: XCTestCase {
             defer { ComputeThreads.set(1) }
             let model = ResNet(try ResNetConfig.named("resnet20", inChannels: 1, numClasses: 4, widths: [16, 32, 128]))
             let largest = model.store.parameterEntries.map(\.count).max()!
-            XCTAssertGreaterThanOrEqual(largest, 3 * SGD.elementsPerPart, "the largest parameter splits over 3 threads")
+            XCTAssertGreaterThanOrEqual(largest, 3 * Elementwise.floatsPerPart, "the largest parameter splits over 3 threads")
             var rng = SplitMix64(seed: 9)
             model.resetParameters(rng: &rng)
             let sgd = SGD(store: model.store, groups: SGD.backboneAndHead(store: model.store, lrBackbone: 0.01, lrHead: 0.3,
