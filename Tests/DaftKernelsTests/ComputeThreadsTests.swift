@@ -61,8 +61,8 @@ final class ComputeThreadsTests: XCTestCase {
     /// with 2 and 3 threads over an uneven batch of 5.
     func testConvolutionsWithThreadsMatchOneThread() {
         let cases: [(ConvGeometry, Shape4)] = [
-            (ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 1), Shape4(5, 16, 14, 14)),   // direct
-            (ConvGeometry(cin: 64, cout: 64, kernel: 3, stride: 1, padding: 1), Shape4(5, 64, 7, 7)),     // direct (AVX-512) / im2col
+            (ConvGeometry(cin: 16, cout: 16, kernel: 3, stride: 1, padding: 1), Shape4(5, 16, 14, 14)),   // direct, groups 3+2 / 2|3 / 1|2|2
+            (ConvGeometry(cin: 64, cout: 64, kernel: 3, stride: 1, padding: 1), Shape4(5, 64, 7, 7)),     // direct, groups 5 / 2|3 / 1|2|2
             (ConvGeometry(cin: 8, cout: 16, kernel: 3, stride: 2, padding: 1), Shape4(5, 8, 15, 15)),     // im2col, stride 2
             (ConvGeometry(cin: 32, cout: 24, kernel: 1), Shape4(5, 32, 9, 9)),                             // pointwise
             (ConvGeometry(cin: 128, cout: 128, kernel: 3, stride: 1, padding: 1), Shape4(5, 128, 6, 6)),  // im2col, same-stride-1 dx
