@@ -20,8 +20,12 @@ public struct StepBenchmark {
         public var imagesPerSecond: Double
         public var stepMilliseconds: Double
         public var gflops: Double
+        /// The job's sgemm rate in the steps' time window (`GemmPeak` sampled after every timed step, summed over ranks).
         public var sgemmPeakGflops: Double
         public var percentOfPeak: Double
+        /// Slowest and fastest single sgemm sample of one process (GFLOP/s of its threads together): how far the
+        /// machine's speed moved during the run.
+        public var sgemmSampleRange: [Double]
         /// Share of the gradient all-reduce time hidden behind backward (multi-rank only).
         public var allReduceHiddenFraction: Double?
         public var allReduceBlockedMilliseconds: Double?
@@ -86,6 +90,9 @@ public struct StepBenchmark {
         let layerProfile = profile ? LayerProfile() : nil
         model.context.profile = layerProfile
         var total = 0.0, blocked = 0.0, hidden = 0.0, communication = 0.0, dataWait = 0.0
+        // the yardstick, measured in the same window as the steps: one sgemm sample after each timed step (not timed
+        // as part of it), so "% of peak" compares the step with the machine as fast as it was meanwhile
+        let peakSampler = GemmPeak()
         let perEpoch = trainer.plan.batchesPerEpoch
         for step in 0..<(warmup + steps) {
             // no barrier before a step: with real data the prefetcher works on the next batch in between
@@ -98,6 +105,7 @@ public struct StepBenchmark {
                 total += dt
                 dataWait += r.dataWaitSeconds
                 if let s = trainer.bucketStats { blocked += s.blockedSeconds; hidden += s.hiddenSeconds; communication += s.communicationSeconds }
+                peakSampler.sample()
             }
         }
         var t = [total]
@@ -109,7 +117,7 @@ public struct StepBenchmark {
         let flopsPerImage = 2 * (3 * macs - stemMacs)
         let ips = Double(batch * steps) / total
         let gflops = flopsPerImage * ips / 1e9
-        let peak = ComputeThreads.withBLASThreads { GemmPeak.measure() } * Double(comm.size)
+        let peak = comm.allReduceSum(peakSampler.gflops)
         var layers: [LayerTime]? = nil
         if let layerProfile {
             // mean over ranks of each kind's seconds; FLOPs summed over ranks (the job's), like `gflops`
@@ -133,6 +141,7 @@ public struct StepBenchmark {
         return Result(arch: config.arch, input: "\(channels)x\(height)x\(width)", batch: batch, ranks: comm.size,
                       threads: ComputeThreads.count, steps: steps, imagesPerSecond: ips, stepMilliseconds: total / Double(steps) * 1000,
                       gflops: gflops, sgemmPeakGflops: peak, percentOfPeak: 100 * gflops / peak,
+                      sgemmSampleRange: [peakSampler.samples.min() ?? 0, peakSampler.samples.max() ?? 0],
                       allReduceHiddenFraction: comm.size > 1 && communication > 0 ? hidden / communication : nil,
                       allReduceBlockedMilliseconds: comm.size > 1 ? blocked / Double(steps) * 1000 : nil,
                       dataWaitMilliseconds: dataWait / Double(steps) * 1000, source: self.data?.name ?? "synthetic", layers: layers)

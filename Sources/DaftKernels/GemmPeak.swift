@@ -1,20 +1,50 @@
 import Foundation
 
-/// Measures this machine's single-call `sgemm` throughput (the yardstick for "percent of peak").
-public enum GemmPeak {
-    /// GFLOP/s of a square n×n×n sgemm, best of `repeats` timed calls after one warm-up.
-    public static func measure(n: Int = 1024, repeats: Int = 5) -> Double {
-        let a = FloatBuffer(capacity: n * n), b = FloatBuffer(capacity: n * n), c = FloatBuffer(capacity: n * n)
+/// Measures this machine's `sgemm` throughput, the yardstick for "percent of peak", in the same time window as the
+/// work compared with it: `sample()` runs one square n×n×n single-thread OpenBLAS sgemm per `ComputeThreads` part,
+/// all parts at once (each on its own matrices, like the kernels' parts), and `gflops` is the rate over every sample
+/// so far. Interleaved with training steps, a host whose speed drifts during a run (this project's 2-core VM moved
+/// 15–25% between minutes) is compared with itself rather than with one instant of it.
+public final class GemmPeak {
+    /// The matrix order of a sample.
+    public let n: Int
+    private let parts: Int
+    private let a: FloatBuffer, b: FloatBuffer
+    private let c: [FloatBuffer]
+    /// Total seconds and the samples' GFLOP/s, in order (warm-up excluded).
+    public private(set) var seconds = 0.0
+    public private(set) var samples: [Double] = []
+
+    /// Allocates the matrices (one result per part) and runs one untimed warm-up sample.
+    public init(n: Int = 1024) {
+        self.n = n
+        parts = ComputeThreads.count
+        a = FloatBuffer(capacity: n * n); b = FloatBuffer(capacity: n * n)
+        c = (0..<parts).map { _ in FloatBuffer(capacity: n * n) }
         var rng = SplitMix64(seed: 1)
         for i in 0..<(n * n) { a.pointer[i] = Float(rng.nextUnit()); b.pointer[i] = Float(rng.nextUnit()) }
-        var best = Double.infinity
-        for r in 0...repeats {
-            let t0 = DispatchTime.now().uptimeNanoseconds
+        runOnce()
+    }
+
+    /// Floating-point operations of one sample (every part).
+    public var flopsPerSample: Double { 2 * Double(n) * Double(n) * Double(n) * Double(parts) }
+
+    /// Times one sample.
+    public func sample() {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        runOnce()
+        let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        seconds += dt
+        samples.append(flopsPerSample / dt / 1e9)
+    }
+
+    /// GFLOP/s over all samples (total FLOPs / total time); 0 before the first.
+    public var gflops: Double { seconds > 0 ? flopsPerSample * Double(samples.count) / seconds / 1e9 : 0 }
+
+    private func runOnce() {
+        ComputeThreads.run(parts) { part in
             sgemm(transA: false, transB: false, m: n, n: n, k: n, alpha: 1, a: a.pointer, lda: n, b: b.pointer, ldb: n,
-                  beta: 0, c: c.pointer, ldc: n)
-            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            if r > 0 { best = min(best, dt) }
+                  beta: 0, c: c[part].pointer, ldc: n)
         }
-        return 2 * Double(n) * Double(n) * Double(n) / best / 1e9
     }
 }
