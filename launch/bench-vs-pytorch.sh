@@ -90,7 +90,7 @@ torch_img() { grep -o 'img/s=[0-9.]*' "$1" | tail -n 1 | cut -d= -f2 || true; }
 rss_mb() { for f in "$@"; do tail -n 1 "$f"; done | awk '{ if ($1 + 0 > m) m = $1 + 0 } END { printf "%.0f", m / 1024 }'; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
-declare -A LABEL D1 D2 T DR TR NOTE HID1 HID2
+declare -A LABEL D1 D2 T DR TR NOTE HID1 HID2 PK1 PK2 PCT1 PCT2
 
 run_row() {
   local row=$1 threads=1 mode=single tmode daft_args=() torch_cmd=() label note="" tbatch=16 tsteps=$STEPS224
@@ -157,6 +157,10 @@ run_row() {
     local v; v=$(daft_field "$d/daft$run.out" images_per_s)
     [ -n "$v" ] || die "row $row: daft run $run printed no JSON images_per_s ($(tail -n 1 "$d/daft$run.out" 2>/dev/null))"
     if [ "$run" = 1 ]; then D1[$row]=$v; else D2[$row]=$v; fi
+    # the sgemm yardstick daft bench sampled between its steps (the job's, all ranks × threads) and the step's share of it
+    local pk pct
+    pk=$(daft_field "$d/daft$run.out" sgemm_peak_gflops); pct=$(daft_field "$d/daft$run.out" percent_of_peak)
+    if [ "$run" = 1 ]; then PK1[$row]=$pk; PCT1[$row]=$pct; else PK2[$row]=$pk; PCT2[$row]=$pct; fi
     if [ "$mode" = mpi ]; then
       v=$(daft_field "$d/daft$run.out" allreduce_hidden_fraction)
       if [ "$run" = 1 ]; then HID1[$row]=$v; else HID2[$row]=$v; fi
@@ -191,10 +195,13 @@ for r in "${rows[@]}"; do run_row "$r"; done
 stage="report"
 
 mean() { calc "%.1f" "(${D1[$1]} + ${D2[$1]}) / 2"; }
+peak() { calc "%.1f" "(${PK1[$1]} + ${PK2[$1]}) / 2"; }
+# the machine's own scaling in the same runs: sgemm of the 2-rank / 2-thread row over 2 × (or 1 ×) the 1-thread row's
+sgemm_ceiling() { calc "%.2f" "$(peak "$1") / ($3 * $(peak "$2"))"; }
 if [ -n "${D1[r20x2]:-}" ]; then
   n="daft: mpirun, SyncBN, gradient all-reduce $(calc "%.0f" "${HID1[r20x2]:-0} * 100")% / $(calc "%.0f" "${HID2[r20x2]:-0} * 100")% hidden behind backward (allreduce_hidden_fraction, runs 1/2); PyTorch: torchrun + gloo DDP with plain per-rank BN (SYNCBN=0: SyncBatchNorm refuses CPU tensors)"
   if [ -n "${D1[r20]:-}" ]; then
-    n+="; weak-scaling efficiency vs 1 × 1 thread row (img/s ÷ 2 × 1-rank img/s): daft $(calc "%.2f" "$(mean r20x2) / (2 * $(mean r20))"), PyTorch $(calc "%.2f" "${T[r20x2]} / (2 * ${T[r20]})")"
+    n+="; weak-scaling efficiency vs 1 × 1 thread row (img/s ÷ 2 × 1-rank img/s): daft $(calc "%.2f" "$(mean r20x2) / (2 * $(mean r20))"), PyTorch $(calc "%.2f" "${T[r20x2]} / (2 * ${T[r20]})"), the machine's sgemm $(sgemm_ceiling r20x2 r20 2)"
   else
     n+="; weak-scaling efficiency needs row r20 in ROWS"
   fi
@@ -204,15 +211,18 @@ for pair in "r18x2 r18" "r50x2 r50"; do
   read -r two one <<<"$pair"
   if [ -n "${D1[$two]:-}" ]; then
     n="daft: mpirun, SyncBN, gradient all-reduce $(calc "%.0f" "${HID1[$two]:-0} * 100")% / $(calc "%.0f" "${HID2[$two]:-0} * 100")% hidden behind backward"
-    if [ -n "${D1[$one]:-}" ]; then n+="; weak-scaling efficiency vs the 1-rank row: $(calc "%.2f" "$(mean "$two") / (2 * $(mean "$one"))")"; fi
+    if [ -n "${D1[$one]:-}" ]; then n+="; weak-scaling efficiency vs the 1-rank row: $(calc "%.2f" "$(mean "$two") / (2 * $(mean "$one"))") (the machine's sgemm $(sgemm_ceiling "$two" "$one" 2))"; fi
     NOTE[$two]=$n
   fi
 done
 for pair in "r20t2 r20" "r50t2 r50"; do
   read -r two one <<<"$pair"
   if [ -n "${D1[$two]:-}" ] && [ -n "${D1[$one]:-}" ]; then
-    NOTE[$two]+="; 2 threads vs 1: daft $(calc "%.2f" "$(mean "$two") / $(mean "$one")")×, PyTorch $(calc "%.2f" "${T[$two]} / ${T[$one]}")×"
+    NOTE[$two]+="; 2 threads vs 1: daft $(calc "%.2f" "$(mean "$two") / $(mean "$one")")×, PyTorch $(calc "%.2f" "${T[$two]} / ${T[$one]}")×, the machine's sgemm (one per thread at once) $(sgemm_ceiling "$two" "$one" 1)×"
   fi
+done
+for r in "${rows[@]}"; do
+  NOTE[$r]+="${NOTE[$r]:+; }daft $(calc "%.0f" "(${PCT1[$r]} + ${PCT2[$r]}) / 2")% of the sgemm rate sampled between its steps ($(peak "$r") GFLOP/s)"
 done
 
 table="| setting | daft img/s (run 1, run 2) | PyTorch img/s | ratio | daft / PyTorch peak RSS MB | notes |
@@ -233,6 +243,9 @@ Machine: ${cpu:-unknown CPU}${cpu_id:+ ($cpu_id)}, $cores cores, $isa; OpenBLAS 
 Each row ran daft, then PyTorch, then daft again; the daft figure is the mean of its two runs. ratio = daft / PyTorch img/s
 (above 1: daft is faster). \`OPENBLAS_NUM_THREADS\` (and \`OMP_NUM_THREADS\`) equal the thread count of the row for every
 process. Peak RSS is GNU \`/usr/bin/time -f %M\` per process: for 2-rank rows the largest rank, for daft the larger of its two runs.
+The percent of the sgemm rate and the machine's sgemm scaling come from the yardstick \`daft bench\` samples: one 1024³
+single-thread OpenBLAS sgemm per thread and rank, all at once, after every timed step (mean of the two daft runs), i.e.
+how fast this host ran sgemm on the row's cores while the row ran, and how much faster two cores ran it than one.
 
 $table"
 
