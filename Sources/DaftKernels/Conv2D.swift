@@ -47,6 +47,11 @@ public final class ConvWorkspace {
     /// Preferred size of the im2col matrix of one chunk, in floats: small enough that the matrix stays in
     /// the core's L2 cache between im2col, OpenBLAS's packing and the kernel (the chunk is at least one sample).
     public var cacheColumnFloats: Int
+    /// Fewest GEMM columns (output pixels of the chunk's samples) a chunk is given even when its im2col matrix
+    /// outgrows `cacheColumnFloats` (never beyond `maxColumnFloats`): one sample of a 7×7 plane is a 49-column
+    /// product, which OpenBLAS ran at about 70% of its square-matrix rate here, four samples (196 columns) at
+    /// 85–90% (ResNet-18 layer4, docs/benchmarks.md).
+    public var minimumColumns: Int
     /// Weights rearranged once per call and read by every part: flipped-transposed, or packed for the direct kernels.
     let flipped = FloatBuffer()
     let directWeights = FloatBuffer()
@@ -59,10 +64,11 @@ public final class ConvWorkspace {
     /// CPUs without AVX-512.
     public var directKernels: DirectKernelISA
 
-    public init(maxColumnFloats: Int = 8 << 20, cacheColumnFloats: Int = 192 << 10,
+    public init(maxColumnFloats: Int = 8 << 20, cacheColumnFloats: Int = 192 << 10, minimumColumns: Int = 196,
                 directPolicy: DirectConvolutionPolicy = .automatic, directKernels: DirectKernelISA = .preferred) {
         self.maxColumnFloats = maxColumnFloats
         self.cacheColumnFloats = cacheColumnFloats
+        self.minimumColumns = minimumColumns
         self.directPolicy = directPolicy
         self.directKernels = directKernels
     }
@@ -73,9 +79,13 @@ public final class ConvWorkspace {
         return scratches
     }
 
+    /// Samples per im2col chunk: as many as keep the matrix within `cacheColumnFloats`, or enough for
+    /// `minimumColumns` when that is more; never over `maxColumnFloats` or the batch, and at least one.
     func samplesPerChunk(patch: Int, outSpatial: Int, batch: Int) -> Int {
         let perSample = max(1, patch * outSpatial)
-        return max(1, min(batch, min(maxColumnFloats, cacheColumnFloats) / perSample))
+        let inCache = min(maxColumnFloats, cacheColumnFloats) / perSample
+        let wideEnough = (minimumColumns + outSpatial - 1) / max(1, outSpatial)
+        return max(1, min(batch, maxColumnFloats / perSample, max(inCache, wideEnough)))
     }
 
     func samplesPerChunk(_ g: ConvGeometry, outSpatial: Int, batch: Int) -> Int {

@@ -17,6 +17,7 @@ final class ThreadedStepTests: XCTestCase {
         defer { ComputeThreads.set(1) }
         let model = ResNet(try ResNetConfig.named(arch, inChannels: xs.c, numClasses: 4, widths: widths))
         model.context.workspace.cacheColumnFloats = 4096      // im2col chunks of one or a few samples
+        model.context.workspace.minimumColumns = 0
         var rng = SplitMix64(seed: 5)
         model.resetParameters(rng: &rng)
         let x = (0..<xs.count).map { _ in Float(rng.nextNormal()) }
