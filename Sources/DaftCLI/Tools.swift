@@ -266,7 +266,7 @@ struct Bench: ParsableCommand {
         guard comm.rank == 0 else { return }
         var line = String(format: "%@ %@ global batch %d on %d rank(s), %d thread(s) per rank: %.1f img/s, %.1f ms/step, %.1f GFLOP/s = %.0f%% of the sgemm peak %.1f GFLOP/s measured between the steps (one sample per step: %.1f–%.1f GFLOP/s per process)",
                           r.arch, r.input, r.batch, r.ranks, r.threads, r.imagesPerSecond, r.stepMilliseconds, r.gflops, r.percentOfPeak, r.sgemmPeakGflops,
-                          r.sgemmSampleRange[0], r.sgemmSampleRange[1])
+                          r.sgemmSlowestSampleGflops, r.sgemmFastestSampleGflops)
         if images != nil { line += String(format: "; images from %@, %.1f ms/step waiting for data", r.source, r.dataWaitMilliseconds) }
         if let h = r.allReduceHiddenFraction, let b = r.allReduceBlockedMilliseconds {
             line += String(format: "; gradient all-reduce %.0f%% hidden behind backward, %.1f ms/step blocked", 100 * h, b)
@@ -283,7 +283,7 @@ struct Bench: ParsableCommand {
         if json {
             var o: [String: Any] = ["images_per_s": r.imagesPerSecond, "gflops": r.gflops, "step_ms": r.stepMilliseconds,
                                     "sgemm_peak_gflops": r.sgemmPeakGflops, "percent_of_peak": r.percentOfPeak, "arch": r.arch,
-                                    "sgemm_sample_min_gflops": r.sgemmSampleRange[0], "sgemm_sample_max_gflops": r.sgemmSampleRange[1],
+                                    "sgemm_sample_min_gflops": r.sgemmSlowestSampleGflops, "sgemm_sample_max_gflops": r.sgemmFastestSampleGflops,
                                     "batch": r.batch, "ranks": r.ranks, "threads": r.threads, "source": r.source, "data_wait_ms": r.dataWaitMilliseconds]
             if let h = r.allReduceHiddenFraction { o["allreduce_hidden_fraction"] = h }
             if let layers = r.layers {

@@ -23,9 +23,10 @@ public struct StepBenchmark {
         /// The job's sgemm rate in the steps' time window (`GemmPeak` sampled after every timed step, summed over ranks).
         public var sgemmPeakGflops: Double
         public var percentOfPeak: Double
-        /// Slowest and fastest single sgemm sample of one process (GFLOP/s of its threads together): how far the
+        /// Slowest and fastest single sgemm sample of this process (GFLOP/s of its threads together): how far the
         /// machine's speed moved during the run.
-        public var sgemmSampleRange: [Double]
+        public var sgemmSlowestSampleGflops: Double
+        public var sgemmFastestSampleGflops: Double
         /// Share of the gradient all-reduce time hidden behind backward (multi-rank only).
         public var allReduceHiddenFraction: Double?
         public var allReduceBlockedMilliseconds: Double?
@@ -91,7 +92,8 @@ public struct StepBenchmark {
         model.context.profile = layerProfile
         var total = 0.0, blocked = 0.0, hidden = 0.0, communication = 0.0, dataWait = 0.0
         // the yardstick, measured in the same window as the steps: one sgemm sample after each timed step (not timed
-        // as part of it), so "% of peak" compares the step with the machine as fast as it was meanwhile
+        // as part of it), so "% of peak" compares the step with the machine as fast as it was meanwhile. With real
+        // data the prefetcher keeps decoding during a sample, so `dataWaitMilliseconds` can read up to one sample low.
         let peakSampler = GemmPeak()
         let perEpoch = trainer.plan.batchesPerEpoch
         for step in 0..<(warmup + steps) {
@@ -141,7 +143,7 @@ public struct StepBenchmark {
         return Result(arch: config.arch, input: "\(channels)x\(height)x\(width)", batch: batch, ranks: comm.size,
                       threads: ComputeThreads.count, steps: steps, imagesPerSecond: ips, stepMilliseconds: total / Double(steps) * 1000,
                       gflops: gflops, sgemmPeakGflops: peak, percentOfPeak: 100 * gflops / peak,
-                      sgemmSampleRange: [peakSampler.samples.min() ?? 0, peakSampler.samples.max() ?? 0],
+                      sgemmSlowestSampleGflops: peakSampler.samples.min() ?? 0, sgemmFastestSampleGflops: peakSampler.samples.max() ?? 0,
                       allReduceHiddenFraction: comm.size > 1 && communication > 0 ? hidden / communication : nil,
                       allReduceBlockedMilliseconds: comm.size > 1 ? blocked / Double(steps) * 1000 : nil,
                       dataWaitMilliseconds: dataWait / Double(steps) * 1000, source: self.data?.name ?? "synthetic", layers: layers)

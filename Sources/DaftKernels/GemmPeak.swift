@@ -4,15 +4,17 @@ import Foundation
 /// work compared with it: `sample()` runs one square n×n×n single-thread OpenBLAS sgemm per `ComputeThreads` part,
 /// all parts at once (each on its own matrices, like the kernels' parts), and `gflops` is the rate over every sample
 /// so far. Interleaved with training steps, a host whose speed drifts during a run (this project's 2-core VM moved
-/// 15–25% between minutes) is compared with itself rather than with one instant of it.
+/// 63–84 GFLOP/s within one 10-second run) is compared with itself rather than with one instant of it.
 public final class GemmPeak {
     /// The matrix order of a sample.
     public let n: Int
     private let parts: Int
     private let a: FloatBuffer, b: FloatBuffer
-    private let c: [FloatBuffer]
-    /// Total seconds and the samples' GFLOP/s, in order (warm-up excluded).
+    /// Each part's product A·B (written by every sample).
+    let c: [FloatBuffer]
+    /// Total seconds of the samples (warm-up excluded).
     public private(set) var seconds = 0.0
+    /// Each sample's GFLOP/s, in order.
     public private(set) var samples: [Double] = []
 
     /// Allocates the matrices (one result per part) and runs one untimed warm-up sample.
