@@ -91,6 +91,17 @@ public final class ConvWorkspace {
     func samplesPerChunk(_ g: ConvGeometry, outSpatial: Int, batch: Int) -> Int {
         samplesPerChunk(patch: g.patchSize, outSpatial: outSpatial, batch: batch)
     }
+
+    /// Output rows per im2col tile of one sample of a convolution that is not stride-1 "same" (the 224-px
+    /// stem, the stride-2 layers) when that sample's matrix outgrows `cacheColumnFloats`: the bounds of
+    /// `samplesPerChunk` with rows of `outW` pixels in place of samples; `outH` (one tile) when the sample
+    /// fits. Stride-1 "same" convolutions keep whole samples: their im2col is one long copy per row of the
+    /// matrix, and tiles of them measured slower (ResNet-18's 3×3 stride-1 layers 89–92% → 83–88% of the
+    /// sgemm rate; the stem 59–66% → 66–72%; docs/benchmarks.md).
+    func outputRowsPerTile(_ g: ConvGeometry, patch: Int, outH: Int, outW: Int) -> Int {
+        if g.isSameStride1 || g.isPointwise { return outH }
+        return samplesPerChunk(patch: patch, outSpatial: outW, batch: outH)
+    }
 }
 
 extension ConvGeometry {
@@ -123,34 +134,40 @@ public enum Conv2D {
     public static func im2col(_ x: UnsafePointer<Float>, _ xs: Shape4, _ g: ConvGeometry, n0: Int, nc: Int,
                               _ col: UnsafeMutablePointer<Float>) {
         let ys = g.outputShape(xs)
-        let ho = ys.h, wo = ys.w, hw = xs.h * xs.w
-        let ld = nc * ho * wo
-        if g.strideH == 1 && g.strideW == 1 && ho == xs.h && wo == xs.w {
+        if g.strideH == 1 && g.strideW == 1 && ys.h == xs.h && ys.w == xs.w {
             im2colSame(x, xs, g, n0: n0, nc: nc, col)
-            return
+        } else {
+            im2colRows(x, xs, g, n0: n0, nc: nc, rows: 0..<ys.h, col)
         }
+    }
+
+    /// im2col of the output rows `rows` only: the patches of those rows of samples `n0 ..< n0+nc`, one column
+    /// per output pixel (row stride `nc·rows.count·Wo`). Any geometry.
+    public static func im2colRows(_ x: UnsafePointer<Float>, _ xs: Shape4, _ g: ConvGeometry, n0: Int, nc: Int,
+                                  rows: Range<Int>, _ col: UnsafeMutablePointer<Float>) {
+        let wo = g.outputShape(xs).w, hw = xs.h * xs.w, th = rows.count
+        let ld = nc * th * wo
         for ci in 0..<g.cin {
             for ki in 0..<g.kh {
                 for kj in 0..<g.kw {
                     let row = col + ((ci * g.kh + ki) * g.kw + kj) * ld
-                    let lo = g.strideW == 1 ? max(0, min(wo, g.padW - kj)) : 0
-                    let hi = g.strideW == 1 ? max(lo, min(wo, xs.w + g.padW - kj)) : 0
+                    let inside = rowBounds(width: xs.w, offset: kj - g.padW, stride: g.strideW, count: wo)
                     for s in 0..<nc {
                         let src = x + ((n0 + s) * g.cin + ci) * hw
-                        for oh in 0..<ho {
-                            let dst = row + (s * ho + oh) * wo
-                            let ih = oh * g.strideH - g.padH + ki
+                        for t in 0..<th {
+                            let dst = row + (s * th + t) * wo
+                            let ih = (rows.lowerBound + t) * g.strideH - g.padH + ki
                             if ih < 0 || ih >= xs.h {
                                 Vec.zero(dst, wo)
                                 continue
                             }
                             let srow = src + ih * xs.w
                             if g.strideW == 1 {
-                                for i in 0..<lo { dst[i] = 0 }
-                                Vec.copy(srow + (lo - g.padW + kj), dst + lo, hi - lo)
-                                for i in hi..<wo { dst[i] = 0 }
+                                for i in 0..<inside.lowerBound { dst[i] = 0 }
+                                Vec.copy(srow + (inside.lowerBound - g.padW + kj), dst + inside.lowerBound, inside.count)
+                                for i in inside.upperBound..<wo { dst[i] = 0 }
                             } else {
-                                gatherStrided(srow, width: xs.w, offset: kj - g.padW, stride: g.strideW, dst, wo)
+                                gatherStrided(srow, width: xs.w, offset: kj - g.padW, stride: g.strideW, dst, wo, inside: inside)
                             }
                         }
                     }
@@ -159,13 +176,28 @@ public enum Conv2D {
         }
     }
 
-    /// dst[ow] = row[ow·stride + offset] where that is inside 0 ..< width, else 0. Stride 2 takes the even
-    /// lanes of 16-float loads that stay inside the row.
+    /// The outputs `ow` of a row of `count` whose input `ow·stride + offset` lies inside `0 ..< width`.
     @inline(__always)
-    static func gatherStrided(_ row: UnsafePointer<Float>, width: Int, offset: Int, stride: Int,
-                              _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+    static func rowBounds(width: Int, offset: Int, stride: Int, count: Int) -> Range<Int> {
         let lo = offset >= 0 ? 0 : min(count, (stride - 1 - offset) / stride)
         let hi = width - 1 - offset < 0 ? lo : max(lo, min(count, (width - 1 - offset) / stride + 1))
+        return lo..<hi
+    }
+
+    /// dst[ow] = row[ow·stride + offset] where that is inside 0 ..< width, else 0.
+    static func gatherStrided(_ row: UnsafePointer<Float>, width: Int, offset: Int, stride: Int,
+                              _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
+        gatherStrided(row, width: width, offset: offset, stride: stride, dst, count,
+                      inside: rowBounds(width: width, offset: offset, stride: stride, count: count))
+    }
+
+    /// `gatherStrided` with the in-row outputs `inside` (`rowBounds`) computed once per (ci, ki, kj) row of the
+    /// im2col matrix rather than per image row. Stride 2 takes the even lanes of 16-float loads that stay
+    /// inside the row.
+    @inline(__always)
+    static func gatherStrided(_ row: UnsafePointer<Float>, width: Int, offset: Int, stride: Int,
+                              _ dst: UnsafeMutablePointer<Float>, _ count: Int, inside: Range<Int>) {
+        let lo = inside.lowerBound, hi = inside.upperBound
         for i in 0..<lo { dst[i] = 0 }
         var ow = lo
         if stride == 2 {
@@ -218,30 +250,31 @@ public enum Conv2D {
     /// Adds the columns of `col` back into the image gradient `dx` (the adjoint of `im2col`).
     public static func col2imAdd(_ col: UnsafePointer<Float>, _ xs: Shape4, _ g: ConvGeometry, n0: Int, nc: Int,
                                  _ dx: UnsafeMutablePointer<Float>) {
-        let ys = g.outputShape(xs)
-        let ho = ys.h, wo = ys.w, hw = xs.h * xs.w
-        let ld = nc * ho * wo
+        col2imAddRows(col, xs, g, n0: n0, nc: nc, rows: 0..<g.outputShape(xs).h, dx)
+    }
+
+    /// The adjoint of `im2colRows`: adds the columns of output rows `rows` back into `dx`.
+    public static func col2imAddRows(_ col: UnsafePointer<Float>, _ xs: Shape4, _ g: ConvGeometry, n0: Int, nc: Int,
+                                     rows: Range<Int>, _ dx: UnsafeMutablePointer<Float>) {
+        let wo = g.outputShape(xs).w, hw = xs.h * xs.w, th = rows.count
+        let ld = nc * th * wo
         for ci in 0..<g.cin {
             for ki in 0..<g.kh {
                 for kj in 0..<g.kw {
                     let row = col + ((ci * g.kh + ki) * g.kw + kj) * ld
-                    let lo = g.strideW == 1 ? max(0, min(wo, g.padW - kj)) : 0
-                    let hi = g.strideW == 1 ? max(lo, min(wo, xs.w + g.padW - kj)) : 0
+                    let offset = kj - g.padW
+                    let inside = rowBounds(width: xs.w, offset: offset, stride: g.strideW, count: wo)
                     for s in 0..<nc {
                         let dst = dx + ((n0 + s) * g.cin + ci) * hw
-                        for oh in 0..<ho {
-                            let ih = oh * g.strideH - g.padH + ki
+                        for t in 0..<th {
+                            let ih = (rows.lowerBound + t) * g.strideH - g.padH + ki
                             if ih < 0 || ih >= xs.h { continue }
-                            let src = row + (s * ho + oh) * wo
+                            let src = row + (s * th + t) * wo
                             let drow = dst + ih * xs.w
                             if g.strideW == 1 {
-                                Vec.addInPlace(src + lo, drow + (lo - g.padW + kj), hi - lo)
+                                Vec.addInPlace(src + inside.lowerBound, drow + (inside.lowerBound + offset), inside.count)
                             } else {
-                                var iw = -g.padW + kj
-                                for ow in 0..<wo {
-                                    if iw >= 0 && iw < xs.w { drow[iw] += src[ow] }
-                                    iw += g.strideW
-                                }
+                                for ow in inside { drow[ow &* g.strideW &+ offset] += src[ow] }
                             }
                         }
                     }
@@ -257,7 +290,13 @@ public enum Conv2D {
         for co in 0..<g.cout {
             for ci in 0..<g.cin {
                 let src = w + (co * g.cin + ci) * taps, dst = wt + (ci * g.cout + co) * taps
-                for t in 0..<taps { dst[t] = src[taps - 1 - t] }
+                if taps == 9 {      // 3×3: taps 8…1 are one reversed 8-float load, tap 0 goes last
+                    let v = load8(src + 1)
+                    store8(F8(v[7], v[6], v[5], v[4], v[3], v[2], v[1], v[0]), dst)
+                    dst[8] = src[0]
+                } else {
+                    for t in 0..<taps { dst[t] = src[taps - 1 - t] }
+                }
             }
         }
     }
@@ -324,6 +363,7 @@ public enum Conv2D {
         let ys = g.outputShape(xs)
         let osp = ys.spatial, K = g.patchSize
         let chunk = ws.samplesPerChunk(g, outSpatial: osp, batch: xs.n)
+        let rows = chunk == 1 ? ws.outputRowsPerTile(g, patch: K, outH: ys.h, outW: ys.w) : ys.h
         let parts = ComputeThreads.parts(chunkCount(xs.n, chunk))
         let scratch = ws.scratch(parts: parts)
         ComputeThreads.run(parts) { part in
@@ -331,14 +371,50 @@ public enum Conv2D {
             var n0 = samples.lowerBound
             while n0 < samples.upperBound {
                 let nc = min(chunk, samples.upperBound - n0)
-                let b = columns(x, xs, g, n0: n0, nc: nc, s)
-                gemmIntoNCHW(weight, m: g.cout, k: K, b, n0: n0, nc: nc, spatial: osp, add: false, scratch: s.gemmOut, y)
+                if rows < ys.h {
+                    // one sample in tiles of output rows: each tile's im2col matrix stays in L2, and its GEMM
+                    // writes those rows of every output plane in place (ldc = the plane)
+                    for tile in stride(from: 0, to: ys.h, by: rows) {
+                        let tileRows = tile ..< min(ys.h, tile + rows), cols = tileRows.count * ys.w
+                        let col = s.col.reserve(K * cols)
+                        im2colRows(x, xs, g, n0: n0, nc: 1, rows: tileRows, col)
+                        sgemm(transA: false, transB: false, m: g.cout, n: cols, k: K, alpha: 1, a: weight, lda: K,
+                              b: col, ldb: cols, beta: 0, c: y + n0 * g.cout * osp + tile * ys.w, ldc: osp)
+                    }
+                } else {
+                    let b = columns(x, xs, g, n0: n0, nc: nc, s)
+                    gemmIntoNCHW(weight, m: g.cout, k: K, b, n0: n0, nc: nc, spatial: osp, add: false, scratch: s.gemmOut, y)
+                }
                 if let bias {
                     for j in n0..<(n0 + nc) {
                         for co in 0..<g.cout { let p = y + (j * g.cout + co) * osp; Vec.copyAddingScalar(p, bias[co], p, osp) }
                     }
                 }
                 n0 += nc
+            }
+        }
+    }
+
+    /// The backward of one sample in tiles of `rows` output rows (`outputRowsPerTile`, never a stride-1 "same"
+    /// convolution): per tile, dW += dy rows · im2col(x rows)ᵀ and dx += col2im(Wᵀ · dy rows), dy's rows read in
+    /// place (lda = the plane). Tiles next to each other add into the input rows they share.
+    static func backwardRowTiles(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>, _ g: ConvGeometry,
+                                 rows: Int, sample n: Int, dy: UnsafePointer<Float>, dW: UnsafeMutablePointer<Float>?,
+                                 dx: UnsafeMutablePointer<Float>?, _ s: ConvScratch) {
+        let ys = g.outputShape(xs), osp = ys.spatial, K = g.patchSize
+        for tile in stride(from: 0, to: ys.h, by: rows) {
+            let tileRows = tile ..< min(ys.h, tile + rows), cols = tileRows.count * ys.w
+            let dyTile = dy + n * g.cout * osp + tile * ys.w
+            let col = s.col.reserve(K * cols)
+            if let dW {
+                im2colRows(x, xs, g, n0: n, nc: 1, rows: tileRows, col)
+                sgemm(transA: false, transB: true, m: g.cout, n: K, k: cols, alpha: 1, a: dyTile, lda: osp,
+                      b: col, ldb: cols, beta: 1, c: dW, ldc: K)
+            }
+            if let dx {
+                sgemm(transA: true, transB: false, m: K, n: cols, k: g.cout, alpha: 1, a: weight, lda: K,
+                      b: dyTile, ldb: osp, beta: 0, c: col, ldc: cols)
+                col2imAddRows(col, xs, g, n0: n, nc: 1, rows: tileRows, dx)
             }
         }
     }
@@ -362,6 +438,7 @@ public enum Conv2D {
         if viaTransposed { flipTransposed(weight, g, ws.flipped.reserve(g.weightCount)) }
         let wt = UnsafePointer(ws.flipped.pointer)
         let chunk = ws.samplesPerChunk(patch: max(K, Kt), outSpatial: osp, batch: xs.n)
+        let rows = chunk == 1 ? ws.outputRowsPerTile(g, patch: K, outH: ys.h, outW: ys.w) : ys.h
         let parts = ComputeThreads.parts(chunkCount(xs.n, chunk))
         let scratch = ws.scratch(parts: parts)
         ComputeThreads.run(parts) { part in
@@ -377,6 +454,11 @@ public enum Conv2D {
             var n0 = samples.lowerBound
             while n0 < samples.upperBound {
                 let nc = min(chunk, samples.upperBound - n0)
+                if rows < ys.h {
+                    backwardRowTiles(x, xs, weight: weight, g, rows: rows, sample: n0, dy: dy, dW: dW, dx: dx, s)
+                    n0 += nc
+                    continue
+                }
                 let ld = nc * osp
                 // dy of the chunk as a channel-major cout × ld matrix
                 let dyc: UnsafePointer<Float>

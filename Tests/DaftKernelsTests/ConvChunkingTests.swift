@@ -26,4 +26,23 @@ final class ConvChunkingTests: XCTestCase {
         let tiny = ConvWorkspace(maxColumnFloats: 1)
         XCTAssertEqual(tiny.samplesPerChunk(patch: 512 * 9, outSpatial: 49, batch: 16), 1, "at least one sample")
     }
+
+    /// One sample's im2col matrix is cut into tiles of output rows by the same bounds (strided geometries only).
+    func testOutputRowsPerTile() {
+        let ws = ConvWorkspace()
+        let stem = ConvGeometry(cin: 3, cout: 64, kernel: 7, stride: 2, padding: 3)
+        XCTAssertEqual(ws.outputRowsPerTile(stem, patch: 147, outH: 112, outW: 112), 11, "224-px stem: 11 rows of 147×112 fit 192 Ki floats")
+        let r18Down = ConvGeometry(cin: 64, cout: 128, kernel: 3, stride: 2, padding: 1)
+        XCTAssertEqual(ws.outputRowsPerTile(r18Down, patch: 576, outH: 28, outW: 28), 12, "ResNet-18 layer2.0.conv1")
+        let r50Down = ConvGeometry(cin: 128, cout: 128, kernel: 3, stride: 2, padding: 1)
+        XCTAssertEqual(ws.outputRowsPerTile(r50Down, patch: 1152, outH: 28, outW: 28), 7, "ResNet-50 layer2.0.conv2: the 196-column floor (L2 gives 6)")
+        let r50Layer3 = ConvGeometry(cin: 256, cout: 256, kernel: 3, stride: 2, padding: 1)
+        XCTAssertEqual(ws.outputRowsPerTile(r50Layer3, patch: 2304, outH: 14, outW: 14), 14, "14×14 planes: the floor is the whole sample")
+        let same = ConvGeometry(cin: 128, cout: 128, kernel: 3, stride: 1, padding: 1)
+        XCTAssertEqual(ws.outputRowsPerTile(same, patch: 1152, outH: 28, outW: 28), 28, "stride-1 same: whole samples")
+        let pointwise = ConvGeometry(cin: 256, cout: 64, kernel: 1)
+        XCTAssertEqual(ws.outputRowsPerTile(pointwise, patch: 256, outH: 56, outW: 56), 56, "1×1 stride 1: the sample itself")
+        let tiny = ConvWorkspace(maxColumnFloats: 1)
+        XCTAssertEqual(tiny.outputRowsPerTile(stem, patch: 147, outH: 112, outW: 112), 1, "at least one row")
+    }
 }

@@ -95,9 +95,9 @@ final class GradientCheckTests: XCTestCase {
         for b in buffers { b.reserve(floats).update(repeating: .nan, count: floats) }
     }
 
-    func checkConv(_ g: ConvGeometry, _ xs: Shape4, bias: Bool, maxColumnFloats: Int? = nil,
-                   policy: DirectConvolutionPolicy = .automatic, kernels: DirectKernelISA = .preferred, seed: UInt64,
-                   file: StaticString = #filePath, line: UInt = #line) {
+    func checkConv(_ g: ConvGeometry, _ xs: Shape4, bias: Bool, maxColumnFloats: Int? = nil, cacheColumnFloats: Int? = nil,
+                   minimumColumns: Int? = nil, policy: DirectConvolutionPolicy = .automatic,
+                   kernels: DirectKernelISA = .preferred, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
         let what = "conv k\(g.kh)x\(g.kw) s\(g.strideH)/\(g.strideW) p\(g.padH)/\(g.padW) \(xs) -> \(g.cout)\(bias ? " +bias" : "")\(maxColumnFloats.map { " chunk≤\($0)" } ?? "") \(policy) \(kernels)"
         var rng = RNG(seed)
         let ys = g.outputShape(xs)
@@ -107,6 +107,8 @@ final class GradientCheckTests: XCTestCase {
         let dxInit = Self.f32(rng.normal(xs.count)), dwInit = Self.f32(rng.normal(g.weightCount)), dbInit = Self.f32(rng.normal(g.cout))
         let ws = ConvWorkspace(directPolicy: policy, directKernels: kernels)
         if let maxColumnFloats { ws.maxColumnFloats = maxColumnFloats }
+        if let cacheColumnFloats { ws.cacheColumnFloats = cacheColumnFloats }
+        if let minimumColumns { ws.minimumColumns = minimumColumns }
         Self.poison(ws)
 
         let xf = Self.floats(x), wf = Self.floats(w), bf = b.map(Self.floats), rf = Self.floats(r)
@@ -327,6 +329,27 @@ final class GradientCheckTests: XCTestCase {
             for limit in [1, 2 * 4 * 9 * 30, 1 << 20] {
                 checkConv(g, xs, bias: true, maxColumnFloats: limit, seed: UInt64(200 + k * 10 + s + limit % 97))
             }
+        }
+    }
+
+    /// A sample whose im2col matrix outgrows the cache bound runs in tiles of output rows (strided and other
+    /// not-"same" geometries): forward, dW and dx (tiles sharing input rows add into them) against the
+    /// reference, with 2-row tiles and a shorter last one.
+    func testConvRowTilesWithinOneSample() {
+        let xs = Shape4(2, 3, 13, 9)
+        let geometries = [ConvGeometry(cin: 3, cout: 4, kernel: 3, stride: 2, padding: 1),
+                          ConvGeometry(cin: 3, cout: 5, kernel: 7, stride: 2, padding: 3),
+                          ConvGeometry(cin: 3, cout: 4, kernel: 1, stride: 2, padding: 0),
+                          ConvGeometry(cin: 3, cout: 2, kernel: 3, stride: 1, padding: 0),
+                          ConvGeometry(cin: 3, cout: 3, kh: 3, kw: 1, strideH: 1, strideW: 2, padH: 1, padW: 0)]
+        for (i, g) in geometries.enumerated() {
+            let ys = g.outputShape(xs)
+            let cache = 2 * g.patchSize * ys.w     // two output rows per tile
+            let ws = ConvWorkspace(cacheColumnFloats: cache, minimumColumns: 0)
+            XCTAssertEqual(ws.samplesPerChunk(g, outSpatial: ys.spatial, batch: xs.n), 1)
+            XCTAssertEqual(ws.outputRowsPerTile(g, patch: g.patchSize, outH: ys.h, outW: ys.w), 2, "k\(g.kh)x\(g.kw) tiles")
+            XCTAssertEqual(ys.h % 2, 1, "a shorter last tile")
+            checkConv(g, xs, bias: i % 2 == 0, cacheColumnFloats: cache, minimumColumns: 0, seed: UInt64(300 + i))
         }
     }
 
