@@ -85,29 +85,69 @@ public enum BatchNormKernels {
                                               sumDy: UnsafeMutablePointer<Double>, sumDyXhat: UnsafeMutablePointer<Double>) {
         let hw = s.spatial
         ComputeThreads.forEachRange(s.c, minimumPerPart: BatchNormKernels.channelsPerPart(s)) { channels in
-        for c in channels {
-            let m = mean[c], r = invstd[c]
-            let mv = F8(repeating: m)
-            var a: Double = 0, b: Double = 0
-            for n in 0..<s.n {
-                let px = x + (n * s.c + c) * hw, pd = dy + (n * s.c + c) * hw
-                var a0 = F8(), a1 = F8(), b0 = F8(), b1 = F8()
-                var i = 0
-                while i &+ 16 <= hw {
-                    let d0 = load8(pd + i), d1 = load8(pd + i + 8)
-                    a0 += d0; a1 += d1
-                    b0 += d0 * (load8(px + i) - mv); b1 += d1 * (load8(px + i + 8) - mv)
-                    i &+= 16
+            for c in channels {
+                var a: Double = 0, b: Double = 0
+                for n in 0..<s.n {
+                    let o = (n * s.c + c) * hw
+                    let row = backwardRowSums(x + o, dy + o, mean: mean[c], hw, maskingReluOf: nil, into: nil)
+                    a += Double(row.dy); b += Double(row.dyXc)
                 }
-                if i &+ 8 <= hw { let d0 = load8(pd + i); a0 += d0; b0 += d0 * (load8(px + i) - mv); i &+= 8 }
-                var fa = (a0 + a1).sum(), fb = (b0 + b1).sum()
-                while i < hw { let d = pd[i]; fa += d; fb += d * (px[i] - m); i &+= 1 }
-                a += Double(fa); b += Double(fb)
+                sumDy[c] += a
+                sumDyXhat[c] += b * Double(invstd[c])
             }
-            sumDy[c] += a
-            sumDyXhat[c] += b * Double(r)
         }
+    }
+
+    /// `reluMask` and `accumulateBackwardSums` in one pass: zeroes dy where the post-ReLU output y is not
+    /// positive, in place, and adds the sums of the masked dy (the same values and sums as the two passes).
+    public static func accumulateBackwardSums(_ x: UnsafePointer<Float>, maskingRelu dy: UnsafeMutablePointer<Float>,
+                                              output y: UnsafePointer<Float>, _ s: Shape4,
+                                              mean: UnsafePointer<Float>, invstd: UnsafePointer<Float>,
+                                              sumDy: UnsafeMutablePointer<Double>, sumDyXhat: UnsafeMutablePointer<Double>) {
+        let hw = s.spatial
+        ComputeThreads.forEachRange(s.c, minimumPerPart: BatchNormKernels.channelsPerPart(s)) { channels in
+            for c in channels {
+                var a: Double = 0, b: Double = 0
+                for n in 0..<s.n {
+                    let o = (n * s.c + c) * hw
+                    let row = backwardRowSums(x + o, dy + o, mean: mean[c], hw, maskingReluOf: y + o, into: dy + o)
+                    a += Double(row.dy); b += Double(row.dyXc)
+                }
+                sumDy[c] += a
+                sumDyXhat[c] += b * Double(invstd[c])
+            }
         }
+    }
+
+    /// Σdy and Σdy·(x − m) over one (sample, channel) row of `hw` floats with 16 vector partial sums; with
+    /// `maskingReluOf` y, dy is first zeroed where y is not positive and the masked values stored to `into`.
+    @inline(__always)
+    static func backwardRowSums(_ px: UnsafePointer<Float>, _ pd: UnsafePointer<Float>, mean m: Float, _ hw: Int,
+                                maskingReluOf py: UnsafePointer<Float>?, into masked: UnsafeMutablePointer<Float>?)
+        -> (dy: Float, dyXc: Float) {
+        let mv = F8(repeating: m)
+        @inline(__always) func load(_ i: Int) -> F8 {
+            guard let py, let masked else { return load8(pd + i) }
+            let d = load8(pd + i).replacing(with: 0, where: .!(load8(py + i) .> 0))
+            store8(d, masked + i)
+            return d
+        }
+        var a0 = F8(), a1 = F8(), b0 = F8(), b1 = F8()
+        var i = 0
+        while i &+ 16 <= hw {
+            let d0 = load(i), d1 = load(i &+ 8)
+            a0 += d0; a1 += d1
+            b0 += d0 * (load8(px + i) - mv); b1 += d1 * (load8(px + i + 8) - mv)
+            i &+= 16
+        }
+        if i &+ 8 <= hw { let d0 = load(i); a0 += d0; b0 += d0 * (load8(px + i) - mv); i &+= 8 }
+        var fa = (a0 + a1).sum(), fb = (b0 + b1).sum()
+        while i < hw {
+            var d = pd[i]
+            if let py, let masked, !(py[i] > 0) { d = 0; masked[i] = 0 }
+            fa += d; fb += d * (px[i] - m); i &+= 1
+        }
+        return (fa, fb)
     }
 
     /// Training-mode input gradient: dx = γ·invstd·(dy − meanDy − x̂·meanDyXhat), written (not added) to dx.

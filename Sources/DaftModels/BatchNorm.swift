@@ -130,11 +130,15 @@ public final class BatchNorm2d {
     public func backward(_ x: UnsafePointer<Float>, _ s: Shape4, output y: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>,
                          relu: Bool, dx: UnsafeMutablePointer<Float>?, parameterGradients: Bool, context: StepContext) {
         let C = channels
-        if relu { BatchNormKernels.reluMask(dy, output: y, count: s.count) }
         for i in 0..<backSums.count { backSums[i] = 0 }
         mean.withUnsafeBufferPointer { m in invstd.withUnsafeBufferPointer { r in backSums.withUnsafeMutableBufferPointer { bs in
-            BatchNormKernels.accumulateBackwardSums(x, dy, s, mean: m.baseAddress!, invstd: r.baseAddress!,
-                                                    sumDy: bs.baseAddress!, sumDyXhat: bs.baseAddress! + C)
+            if relu {
+                BatchNormKernels.accumulateBackwardSums(x, maskingRelu: dy, output: y, s, mean: m.baseAddress!, invstd: r.baseAddress!,
+                                                        sumDy: bs.baseAddress!, sumDyXhat: bs.baseAddress! + C)
+            } else {
+                BatchNormKernels.accumulateBackwardSums(x, dy, s, mean: m.baseAddress!, invstd: r.baseAddress!,
+                                                        sumDy: bs.baseAddress!, sumDyXhat: bs.baseAddress! + C)
+            }
         } } }
         if parameterGradients {
             let grads = store.gradientPointer
