@@ -67,6 +67,39 @@ public enum Elementwise {
         }
     }
 
+    /// One `torch.optim.SGD` step of `count` parameters p with gradient g and momentum buffer b (`SGD.step`):
+    /// d = g (+ wd·p); b ← d on the first step, else μ·b + damp·d; d ← d + μ·b (Nesterov) or b; p ← p − lr·d.
+    /// Eight elements at a time (the settings tested once per eight, so the loop is vector code), then one at
+    /// a time; the same float arithmetic per element either way.
+    public static func sgdUpdate(_ p: UnsafeMutablePointer<Float>, gradient g: UnsafePointer<Float>,
+                                 momentum b: UnsafeMutablePointer<Float>, count: Int, lr: Float, mu: Float, damp: Float,
+                                 wd: Float, first: Bool, nesterov: Bool) {
+        let lrv = F8(repeating: lr), muv = F8(repeating: mu), dampv = F8(repeating: damp), wdv = F8(repeating: wd)
+        var i = 0
+        while i &+ 8 <= count {
+            var d = load8(g + i)
+            if wd != 0 { d += wdv * load8(p + i) }
+            if mu != 0 {
+                let buf = first ? d : muv * load8(b + i) + dampv * d
+                store8(buf, b + i)
+                d = nesterov ? d + muv * buf : buf
+            }
+            store8(load8(p + i) - lrv * d, p + i)
+            i &+= 8
+        }
+        while i < count {
+            var d = g[i]
+            if wd != 0 { d += wd * p[i] }
+            if mu != 0 {
+                let buf = first ? d : mu * b[i] + damp * d
+                b[i] = buf
+                d = nesterov ? d + mu * buf : buf
+            }
+            p[i] -= lr * d
+            i &+= 1
+        }
+    }
+
     /// Output shape of a max-pool with square kernel, stride and padding.
     public static func maxPoolShape(_ s: Shape4, kernel: Int, stride: Int, padding: Int) -> Shape4 {
         Shape4(s.n, s.c, (s.h + 2 * padding - kernel) / stride + 1, (s.w + 2 * padding - kernel) / stride + 1)

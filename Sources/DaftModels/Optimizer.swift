@@ -65,16 +65,8 @@ public final class SGD {
                 let first = !hasMomentum[pi]
                 if mu != 0 { hasMomentum[pi] = true }
                 ComputeThreads.forEachRange(e.count, minimumPerPart: Elementwise.floatsPerPart) { range in
-                    for i in range {
-                        var d = gr[i]
-                        if wd != 0 { d += wd * p[i] }
-                        if mu != 0 {
-                            let buf = first ? d : mu * b[i] + damp * d
-                            b[i] = buf
-                            d = nesterov ? d + mu * buf : buf
-                        }
-                        p[i] -= lr * d
-                    }
+                    Elementwise.sgdUpdate(p + range.lowerBound, gradient: gr + range.lowerBound, momentum: b + range.lowerBound,
+                                          count: range.count, lr: lr, mu: mu, damp: damp, wd: wd, first: first, nesterov: nesterov)
                 }
             }
         }
