@@ -151,42 +151,51 @@ public enum Elementwise {
     }
 
     /// The 3×3, stride-2, padding-1 max-pool of one plane: eight outputs of a row at a time where their
-    /// windows' columns lie inside the plane (the 16 input columns of a row split into even and odd lanes
-    /// give taps 0 and 1, the next 16 from two columns on give tap 2), taps taken in the scalar order so ties
-    /// and NaNs resolve the same way; the outputs at the borders go through `maxPoolWindow`.
+    /// windows' columns lie inside the plane (the 16 input columns of a row from the block's first window
+    /// split into even and odd lanes give taps 0 and 1, the odd lanes of the 16 from one column on give tap 2),
+    /// taps taken in the scalar order so ties and NaNs resolve the same way. A row's last outputs, fewer than
+    /// eight, are the last eight computed again (the same values); output 0 (its window starts in the padding)
+    /// and rows too narrow for a block go through `maxPoolWindow`.
     static func maxPool3x3Stride2Plane(_ p: UnsafePointer<Float>, h: Int, w: Int, _ o: Shape4,
                                        _ y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>, base: Int32) {
         let lanes = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
+        // a block of 8 from output ow reads columns 2·ow − 1 ..< 2·ow + 16 of the rows
+        @inline(__always) func blockFits(_ ow: Int) -> Bool { ow >= 1 && ow + 8 <= o.w && 2 * ow + 16 <= w }
         for oh in 0..<o.h {
             let rows = max(0, 2 * oh - 1) ..< min(h, 2 * oh + 2)
             let yr = y + oh * o.w, ar = argmax + oh * o.w
+            @inline(__always) func block(_ ow: Int) {
+                let c0 = 2 * ow - 1
+                var best = F8(), index = SIMD8<Int32>()
+                @inline(__always) func consider(_ v: F8, _ candidate: SIMD8<Int32>) {
+                    let take = (v .> best) .| (v .!= v)
+                    best.replace(with: v, where: take)
+                    index.replace(with: candidate, where: take)
+                }
+                for ih in rows {
+                    let row = p + ih * w + c0
+                    let a = UnsafeRawPointer(row).loadUnaligned(as: SIMD16<Float>.self)
+                    let b = UnsafeRawPointer(row + 1).loadUnaligned(as: SIMD16<Float>.self)
+                    let rowIndex = SIMD8<Int32>(repeating: base + Int32(ih * w + c0)) &+ lanes
+                    if ih == rows.lowerBound {
+                        best = a.evenHalf; index = rowIndex       // the first tap is taken whatever it holds
+                    } else {
+                        consider(a.evenHalf, rowIndex)
+                    }
+                    consider(a.oddHalf, rowIndex &+ 1)
+                    consider(b.oddHalf, rowIndex &+ 2)
+                }
+                store8(best, yr + ow)
+                UnsafeMutableRawPointer(ar + ow).storeBytes(of: index, as: SIMD8<Int32>.self)
+            }
             var ow = 0
             while ow < o.w {
-                // a block of 8 whose windows start at column c0 = 2·ow − 1 ≥ 0 and whose loads end in the row
-                let c0 = 2 * ow - 1
-                if ow >= 1 && c0 + 18 <= w {
-                    var best = F8(), index = SIMD8<Int32>()
-                    @inline(__always) func consider(_ v: F8, _ candidate: SIMD8<Int32>) {
-                        let take = (v .> best) .| (v .!= v)
-                        best.replace(with: v, where: take)
-                        index.replace(with: candidate, where: take)
-                    }
-                    for ih in rows {
-                        let row = p + ih * w + c0
-                        let a = UnsafeRawPointer(row).loadUnaligned(as: SIMD16<Float>.self)
-                        let b = UnsafeRawPointer(row + 2).loadUnaligned(as: SIMD16<Float>.self)
-                        let rowIndex = SIMD8<Int32>(repeating: base + Int32(ih * w + c0)) &+ lanes
-                        if ih == rows.lowerBound {
-                            best = a.evenHalf; index = rowIndex       // the first tap is taken whatever it holds
-                        } else {
-                            consider(a.evenHalf, rowIndex)
-                        }
-                        consider(a.oddHalf, rowIndex &+ 1)
-                        consider(b.evenHalf, rowIndex &+ 2)
-                    }
-                    store8(best, yr + ow)
-                    UnsafeMutableRawPointer(ar + ow).storeBytes(of: index, as: SIMD8<Int32>.self)
+                if blockFits(ow) {
+                    block(ow)
                     ow += 8
+                } else if ow >= 1 && blockFits(o.w - 8) {
+                    block(o.w - 8)
+                    ow = o.w
                 } else {
                     maxPoolWindow(p, h: h, w: w, oh: oh, ow: ow, kernel: 3, stride: 2, padding: 1, yr + ow, argmax: ar + ow, base: base)
                     ow += 1

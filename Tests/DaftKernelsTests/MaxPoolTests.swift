@@ -20,8 +20,9 @@ final class MaxPoolTests: XCTestCase {
 
     func testStemPoolMatchesScalarWindowsWithTiesAndNaNs() {
         var rng = SplitMix64(seed: 7)
-        // widths below, at and above the first vector block (it needs 19 columns), odd and even; 112 is ResNet's
-        for (h, w) in [(5, 7), (9, 18), (9, 19), (8, 20), (11, 35), (6, 40), (7, 112)] {
+        // widths below, at and above the first vector block (it needs 18 columns), odd and even, with and without
+        // a last block computed again over the one before it; 112 is ResNet's
+        for (h, w) in [(5, 7), (4, 17), (9, 18), (9, 19), (8, 20), (7, 33), (11, 35), (6, 40), (5, 49), (7, 112), (3, 113)] {
             let s = Shape4(2, 3, h, w)
             // few distinct levels, so most windows hold ties; some NaNs and infinities
             var x = (0..<s.count).map { _ in Float(Int(rng.next() % 5)) - 2 }
