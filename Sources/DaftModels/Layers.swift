@@ -92,12 +92,14 @@ public final class ConvBN {
         }
     }
 
-    /// Backward from `dy` (defaults to this unit's `dOut`); adds dx into `dx` when given.
+    /// Backward from `dy` (defaults to this unit's `dOut`); adds dx into `dx` when given. With `maskingOutputRelu`
+    /// dy is first zeroed in place where `out` is not positive, in the batch norm's first pass: the ReLU of the
+    /// residual join, whose output the last unit's `out` holds (a unit with its own ReLU masks anyway).
     public func backward(_ x: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>? = nil, dx: UnsafeMutablePointer<Float>?,
-                         context: StepContext) {
+                         maskingOutputRelu: Bool = false, context: StepContext) {
         guard let g = dy ?? dOut?.pointer else { preconditionFailure("\(convName): backward without a gradient") }
         context.timed(.batchNorm) {
-            bn.backward(convOut.pointer, outShape, output: out.pointer, dy: g, relu: relu, dx: dConvOut.pointer,
+            bn.backward(convOut.pointer, outShape, output: out.pointer, dy: g, relu: relu || maskingOutputRelu, dx: dConvOut.pointer,
                         parameterGradients: true, context: context)
         }
         context.ready(bn.weightIndex); context.ready(bn.biasIndex)
@@ -149,8 +151,8 @@ public final class ResidualBlock {
     /// Backward from `dOut`; adds the input gradient into `dx` when given (it must be zeroed by the caller).
     public func backward(_ x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, context: StepContext) {
         let n = outShape.count
-        context.timed(.residual) { BatchNormKernels.reluMask(dOut.pointer, output: out.pointer, count: n) }
-        // main path, last unit first; the last unit has no ReLU so dOut stays intact for the shortcut
+        // main path, last unit first: its batch norm applies the join's ReLU mask to dOut in place (the last
+        // unit's `out` is the block's output), so the shortcut below reads the masked dOut
         for k in stride(from: units.count - 1, through: 0, by: -1) {
             let u = units[k]
             let input: UnsafePointer<Float> = k == 0 ? x : UnsafePointer(units[k - 1].out.pointer)
@@ -162,7 +164,8 @@ public final class ResidualBlock {
                 context.timed(.residual) { below.zero(units[k - 1].outShape.count) }
                 target = below.pointer
             }
-            u.backward(input, dy: k == units.count - 1 ? dOut.pointer : nil, dx: target, context: context)
+            let last = k == units.count - 1
+            u.backward(input, dy: last ? dOut.pointer : nil, dx: target, maskingOutputRelu: last, context: context)
         }
         if let ds = downsample {
             ds.backward(x, dy: dOut.pointer, dx: dx, context: context)
