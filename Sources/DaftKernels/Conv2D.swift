@@ -419,13 +419,16 @@ public enum Conv2D {
         }
     }
 
-    /// Backward: accumulates dWeight (and dBias) from `dy`, and adds dx into `dx` when it is given.
+    /// Backward: accumulates dWeight (and dBias) from `dy`, and adds dx into `dx` when it is given — or, with
+    /// `overwritingDx`, writes it there (what `dx` held before is never read: no zeroing pass before, no read of
+    /// it in the GEMM; the col2im paths zero each chunk's samples just before adding into them).
     public static func backward(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                                 dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                 dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
-                                workspace ws: ConvWorkspace) {
+                                overwritingDx: Bool = false, workspace ws: ConvWorkspace) {
         if usesDirect3x3(g, xs, policy: ws.directPolicy, kernels: ws.directKernels) {
-            direct3x3Backward(x, xs, weight: weight, g, dy: dy, dWeight: dWeight, dBias: dBias, dx: dx, workspace: ws)
+            direct3x3Backward(x, xs, weight: weight, g, dy: dy, dWeight: dWeight, dBias: dBias, dx: dx,
+                              overwritingDx: overwritingDx, workspace: ws)
             return
         }
         let ys = g.outputShape(xs)
@@ -455,6 +458,7 @@ public enum Conv2D {
             while n0 < samples.upperBound {
                 let nc = min(chunk, samples.upperBound - n0)
                 if rows < ys.h {
+                    if let dx, overwritingDx { Vec.zero(dx + n0 * g.cin * hw, g.cin * hw) }
                     backwardRowTiles(x, xs, weight: weight, g, rows: rows, sample: n0, dy: dy, dW: dW, dx: dx, s)
                     n0 += nc
                     continue
@@ -483,14 +487,16 @@ public enum Conv2D {
                         // dx = conv(dy, flipped Wᵀ): im2col of dy (shape ys) with the transposed geometry
                         let col = s.col.reserve(Kt * ld)
                         im2col(dy, ys, tg, n0: n0, nc: nc, col)
-                        gemmIntoNCHW(wt, m: g.cin, k: Kt, col, n0: n0, nc: nc, spatial: hw, add: true, scratch: s.dxOut, dx)
+                        gemmIntoNCHW(wt, m: g.cin, k: Kt, col, n0: n0, nc: nc, spatial: hw, add: !overwritingDx,
+                                     scratch: s.dxOut, dx)
                     } else if nc == 1 && g.isPointwise {
                         sgemm(transA: true, transB: false, m: g.cin, n: hw, k: g.cout, alpha: 1, a: weight, lda: K,
-                              b: dyc, ldb: ld, beta: 1, c: dx + n0 * g.cin * hw, ldc: hw)
+                              b: dyc, ldb: ld, beta: overwritingDx ? 0 : 1, c: dx + n0 * g.cin * hw, ldc: hw)
                     } else {
                         let col = s.col.reserve(K * ld)
                         sgemm(transA: true, transB: false, m: K, n: ld, k: g.cout, alpha: 1, a: weight, lda: K,
                               b: dyc, ldb: ld, beta: 0, c: col, ldc: ld)
+                        if overwritingDx { Vec.zero(dx + n0 * g.cin * hw, nc * g.cin * hw) }
                         col2imAdd(col, xs, g, n0: n0, nc: nc, dx)
                     }
                 }

@@ -300,11 +300,11 @@ extension Conv2D {
     /// Backward of a 3×3, stride-1, padding-1 convolution, a group of samples at a time (the samples split over
     /// `ComputeThreads` parts as in the forward, each part with its own weight-gradient partial sums, added in
     /// part order): dW by the direct reduction, dx as the direct convolution of padded dy with the flipped,
-    /// transposed kernel.
+    /// transposed kernel, added into dx or, with `overwritingDx`, written there.
     static func direct3x3Backward(_ x: UnsafePointer<Float>, _ xs: Shape4, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                                   dy: UnsafePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                   dBias: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?,
-                                  workspace ws: ConvWorkspace) {
+                                  overwritingDx: Bool = false, workspace ws: ConvWorkspace) {
         let k = ws.directKernels
         let hw = xs.spatial
         let outBlocks = (g.cout + k.group - 1) / k.group, inBlocks = (g.cin + k.group - 1) / k.group
@@ -337,7 +337,13 @@ extension Conv2D {
                     for j in 0..<group.count {
                         for ci in 0..<g.cin {
                             let src = out + ci * L.q, dst = dx + ((group.n0 + j) * g.cin + ci) * hw
-                            for ih in 0..<xs.h { Vec.addInPlace(src + L.outputRow(ih, sample: j), dst + ih * xs.w, xs.w) }
+                            for ih in 0..<xs.h {
+                                if overwritingDx {
+                                    Vec.copy(src + L.outputRow(ih, sample: j), dst + ih * xs.w, xs.w)
+                                } else {
+                                    Vec.addInPlace(src + L.outputRow(ih, sample: j), dst + ih * xs.w, xs.w)
+                                }
+                            }
                         }
                     }
                 }

@@ -92,11 +92,12 @@ public final class ConvBN {
         }
     }
 
-    /// Backward from `dy` (defaults to this unit's `dOut`); adds dx into `dx` when given. With `maskingOutputRelu`
+    /// Backward from `dy` (defaults to this unit's `dOut`); adds dx into `dx` when given, or writes it there with
+    /// `overwritingDx` (`Conv2D.backward`). With `maskingOutputRelu`
     /// dy is first zeroed in place where `out` is not positive, in the batch norm's first pass: the ReLU of the
     /// residual join, whose output the last unit's `out` holds (a unit with its own ReLU masks anyway).
     public func backward(_ x: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>? = nil, dx: UnsafeMutablePointer<Float>?,
-                         maskingOutputRelu: Bool = false, context: StepContext) {
+                         overwritingDx: Bool = false, maskingOutputRelu: Bool = false, context: StepContext) {
         guard let g = dy ?? dOut?.pointer else { preconditionFailure("\(convName): backward without a gradient") }
         context.timed(.batchNorm) {
             bn.backward(convOut.pointer, outShape, output: out.pointer, dy: g, relu: relu || maskingOutputRelu, dx: dConvOut.pointer,
@@ -105,7 +106,8 @@ public final class ConvBN {
         context.ready(bn.weightIndex); context.ready(bn.biasIndex)
         context.timed(kind, flops: 2 * Double(geometry.forwardMACs(inShape)) * (dx == nil ? 1 : 2)) {
             Conv2D.backward(x, inShape, weight: weight, geometry, dy: dConvOut.pointer,
-                            dWeight: store.gradientPointer + weightOffset, dBias: nil, dx: dx, workspace: context.workspace)
+                            dWeight: store.gradientPointer + weightOffset, dBias: nil, dx: dx, overwritingDx: overwritingDx,
+                            workspace: context.workspace)
         }
         context.ready(weightIndex)
     }
@@ -148,7 +150,8 @@ public final class ResidualBlock {
         }
     }
 
-    /// Backward from `dOut`; adds the input gradient into `dx` when given (it must be zeroed by the caller).
+    /// Backward from `dOut`; writes the input gradient into `dx` when given (the first unit's convolution writes
+    /// it, the shortcut adds to it: nothing needs zeroing first).
     public func backward(_ x: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>?, context: StepContext) {
         let n = outShape.count
         // main path, last unit first: its batch norm applies the join's ReLU mask to dOut in place (the last
@@ -156,16 +159,10 @@ public final class ResidualBlock {
         for k in stride(from: units.count - 1, through: 0, by: -1) {
             let u = units[k]
             let input: UnsafePointer<Float> = k == 0 ? x : UnsafePointer(units[k - 1].out.pointer)
-            let target: UnsafeMutablePointer<Float>?
-            if k == 0 {
-                target = dx
-            } else {
-                let below = units[k - 1].dOut!
-                context.timed(.residual) { below.zero(units[k - 1].outShape.count) }
-                target = below.pointer
-            }
+            let target = k == 0 ? dx : units[k - 1].dOut!.pointer      // written by this unit's convolution
             let last = k == units.count - 1
-            u.backward(input, dy: last ? dOut.pointer : nil, dx: target, maskingOutputRelu: last, context: context)
+            u.backward(input, dy: last ? dOut.pointer : nil, dx: target, overwritingDx: true, maskingOutputRelu: last,
+                       context: context)
         }
         if let ds = downsample {
             ds.backward(x, dy: dOut.pointer, dx: dx, context: context)

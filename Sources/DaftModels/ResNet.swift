@@ -318,8 +318,7 @@ public final class ResNet {
                 let b = blocks[bi]
                 let (input, dInput) = previousActivation(stage: si, block: bi)
                 let needInputGrad = !(bi == 0 && stageIndex == trainableFromStage) // nothing below is trained
-                if needInputGrad, let dInput { ctx.timed(.residual) { dInput.zero(b.inShape.count) } }
-                b.backward(input, dx: needInputGrad ? dInput?.pointer : nil, context: ctx)
+                b.backward(input, dx: needInputGrad ? dInput?.pointer : nil, context: ctx)      // written, not added
             }
         }
         if trainableFromStage > 0 { return }

@@ -133,6 +133,15 @@ final class GradientCheckTests: XCTestCase {
         // backward adds into dx, dW, dB: compare the increments
         let gx = zip(dx, dxInit).map { Double($0) - $1 }, gw = zip(dw, dwInit).map { Double($0) - $1 }
         checkGradient("\(what) dx", x, analytic: gx, file: file, line: line) { Self.dot(r, Self.convReference($0, xs, w, b, g)) }
+        // the same backward writing dx over NaNs: the increment of the adding run, and no NaN read
+        var dxWritten = [Float](repeating: .nan, count: xs.count), dwAgain = Self.floats(dwInit)
+        xf.withUnsafeBufferPointer { xp in wf.withUnsafeBufferPointer { wp in rf.withUnsafeBufferPointer { rp in
+            dxWritten.withUnsafeMutableBufferPointer { dxp in dwAgain.withUnsafeMutableBufferPointer { dwp in
+                Conv2D.backward(xp.baseAddress!, xs, weight: wp.baseAddress!, g, dy: rp.baseAddress!, dWeight: dwp.baseAddress!,
+                                dBias: nil, dx: dxp.baseAddress!, overwritingDx: true, workspace: ws)
+            } }
+        } } }
+        assertClose(dxWritten.map(Double.init), gx, rtol: 1e-5, atol: 1e-6, "\(what) dx written", file: file, line: line)
         checkGradient("\(what) dW", w, analytic: gw, file: file, line: line) { Self.dot(r, Self.convReference(x, xs, $0, b, g)) }
         if let b {
             let gb = zip(db, dbInit).map { Double($0) - $1 }
