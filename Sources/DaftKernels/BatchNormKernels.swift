@@ -83,19 +83,7 @@ public enum BatchNormKernels {
     public static func accumulateBackwardSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ s: Shape4,
                                               mean: UnsafePointer<Float>, invstd: UnsafePointer<Float>,
                                               sumDy: UnsafeMutablePointer<Double>, sumDyXhat: UnsafeMutablePointer<Double>) {
-        let hw = s.spatial
-        ComputeThreads.forEachRange(s.c, minimumPerPart: BatchNormKernels.channelsPerPart(s)) { channels in
-            for c in channels {
-                var a: Double = 0, b: Double = 0
-                for n in 0..<s.n {
-                    let o = (n * s.c + c) * hw
-                    let row = backwardRowSums(x + o, dy + o, mean: mean[c], hw, maskingReluOf: nil, into: nil)
-                    a += Double(row.dy); b += Double(row.dyXc)
-                }
-                sumDy[c] += a
-                sumDyXhat[c] += b * Double(invstd[c])
-            }
-        }
+        backwardSums(x, dy, s, mean: mean, invstd: invstd, sumDy: sumDy, sumDyXhat: sumDyXhat, maskingReluOf: nil, into: nil)
     }
 
     /// `reluMask` and `accumulateBackwardSums` in one pass: zeroes dy where the post-ReLU output y is not
@@ -104,13 +92,24 @@ public enum BatchNormKernels {
                                               output y: UnsafePointer<Float>, _ s: Shape4,
                                               mean: UnsafePointer<Float>, invstd: UnsafePointer<Float>,
                                               sumDy: UnsafeMutablePointer<Double>, sumDyXhat: UnsafeMutablePointer<Double>) {
+        backwardSums(x, UnsafePointer(dy), s, mean: mean, invstd: invstd, sumDy: sumDy, sumDyXhat: sumDyXhat,
+                     maskingReluOf: y, into: dy)
+    }
+
+    /// The channel loop of both: rows reduced in float (`backwardRowSums`), combined in float64.
+    @inline(__always)
+    static func backwardSums(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ s: Shape4,
+                             mean: UnsafePointer<Float>, invstd: UnsafePointer<Float>,
+                             sumDy: UnsafeMutablePointer<Double>, sumDyXhat: UnsafeMutablePointer<Double>,
+                             maskingReluOf y: UnsafePointer<Float>?, into masked: UnsafeMutablePointer<Float>?) {
         let hw = s.spatial
         ComputeThreads.forEachRange(s.c, minimumPerPart: BatchNormKernels.channelsPerPart(s)) { channels in
             for c in channels {
                 var a: Double = 0, b: Double = 0
                 for n in 0..<s.n {
                     let o = (n * s.c + c) * hw
-                    let row = backwardRowSums(x + o, dy + o, mean: mean[c], hw, maskingReluOf: y + o, into: dy + o)
+                    let row = backwardRowSums(x + o, dy + o, mean: mean[c], hw, maskingReluOf: y.map { $0 + o },
+                                              into: masked.map { $0 + o })
                     a += Double(row.dy); b += Double(row.dyXc)
                 }
                 sumDy[c] += a
