@@ -86,14 +86,15 @@ public enum BatchNormKernels {
         backwardSums(x, dy, s, mean: mean, invstd: invstd, sumDy: sumDy, sumDyXhat: sumDyXhat, maskingReluOf: nil, into: nil)
     }
 
-    /// `reluMask` and `accumulateBackwardSums` in one pass: zeroes dy where the post-ReLU output y is not
-    /// positive, in place, and adds the sums of the masked dy (the same values and sums as the two passes).
+    /// `reluMask` and `accumulateBackwardSums` in one pass when the post-ReLU output `y` is given: zeroes dy in
+    /// place where y is not positive and adds the sums of the masked dy (the same values and sums as the two
+    /// passes); without `y`, `accumulateBackwardSums` alone.
     public static func accumulateBackwardSums(_ x: UnsafePointer<Float>, maskingRelu dy: UnsafeMutablePointer<Float>,
-                                              output y: UnsafePointer<Float>, _ s: Shape4,
+                                              output y: UnsafePointer<Float>?, _ s: Shape4,
                                               mean: UnsafePointer<Float>, invstd: UnsafePointer<Float>,
                                               sumDy: UnsafeMutablePointer<Double>, sumDyXhat: UnsafeMutablePointer<Double>) {
         backwardSums(x, UnsafePointer(dy), s, mean: mean, invstd: invstd, sumDy: sumDy, sumDyXhat: sumDyXhat,
-                     maskingReluOf: y, into: dy)
+                     maskingReluOf: y, into: y == nil ? nil : dy)
     }
 
     /// The channel loop of both: rows reduced in float (`backwardRowSums`), combined in float64.

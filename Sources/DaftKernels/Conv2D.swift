@@ -184,16 +184,9 @@ public enum Conv2D {
         return lo..<hi
     }
 
-    /// dst[ow] = row[ow·stride + offset] where that is inside 0 ..< width, else 0.
-    static func gatherStrided(_ row: UnsafePointer<Float>, width: Int, offset: Int, stride: Int,
-                              _ dst: UnsafeMutablePointer<Float>, _ count: Int) {
-        gatherStrided(row, width: width, offset: offset, stride: stride, dst, count,
-                      inside: rowBounds(width: width, offset: offset, stride: stride, count: count))
-    }
-
-    /// `gatherStrided` with the in-row outputs `inside` (`rowBounds`) computed once per (ci, ki, kj) row of the
-    /// im2col matrix rather than per image row. Stride 2 takes the even lanes of 16-float loads that stay
-    /// inside the row.
+    /// dst[ow] = row[ow·stride + offset] where that is inside 0 ..< width, else 0; the in-row outputs `inside`
+    /// (`rowBounds`) are computed once per (ci, ki, kj) row of the im2col matrix, not per image row. Stride 2
+    /// takes the even lanes of 16-float loads that stay inside the row.
     @inline(__always)
     static func gatherStrided(_ row: UnsafePointer<Float>, width: Int, offset: Int, stride: Int,
                               _ dst: UnsafeMutablePointer<Float>, _ count: Int, inside: Range<Int>) {

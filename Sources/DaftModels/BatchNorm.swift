@@ -132,13 +132,8 @@ public final class BatchNorm2d {
         let C = channels
         for i in 0..<backSums.count { backSums[i] = 0 }
         mean.withUnsafeBufferPointer { m in invstd.withUnsafeBufferPointer { r in backSums.withUnsafeMutableBufferPointer { bs in
-            if relu {
-                BatchNormKernels.accumulateBackwardSums(x, maskingRelu: dy, output: y, s, mean: m.baseAddress!, invstd: r.baseAddress!,
-                                                        sumDy: bs.baseAddress!, sumDyXhat: bs.baseAddress! + C)
-            } else {
-                BatchNormKernels.accumulateBackwardSums(x, dy, s, mean: m.baseAddress!, invstd: r.baseAddress!,
-                                                        sumDy: bs.baseAddress!, sumDyXhat: bs.baseAddress! + C)
-            }
+            BatchNormKernels.accumulateBackwardSums(x, maskingRelu: dy, output: relu ? y : nil, s, mean: m.baseAddress!,
+                                                    invstd: r.baseAddress!, sumDy: bs.baseAddress!, sumDyXhat: bs.baseAddress! + C)
         } } }
         if parameterGradients {
             let grads = store.gradientPointer

@@ -93,9 +93,9 @@ public final class ConvBN {
     }
 
     /// Backward from `dy` (defaults to this unit's `dOut`); adds dx into `dx` when given, or writes it there with
-    /// `overwritingDx` (`Conv2D.backward`). With `maskingOutputRelu`
-    /// dy is first zeroed in place where `out` is not positive, in the batch norm's first pass: the ReLU of the
-    /// residual join, whose output the last unit's `out` holds (a unit with its own ReLU masks anyway).
+    /// `overwritingDx` (`Conv2D.backward`). With `maskingOutputRelu` dy is first zeroed in place where `out` is
+    /// not positive, in the batch norm's first pass: the ReLU of the residual join, whose output the last unit's
+    /// `out` holds (a unit with its own ReLU masks anyway).
     public func backward(_ x: UnsafePointer<Float>, dy: UnsafeMutablePointer<Float>? = nil, dx: UnsafeMutablePointer<Float>?,
                          overwritingDx: Bool = false, maskingOutputRelu: Bool = false, context: StepContext) {
         guard let g = dy ?? dOut?.pointer else { preconditionFailure("\(convName): backward without a gradient") }

@@ -4,7 +4,7 @@ import XCTest
 /// The one-pass ReLU mask + batch-norm backward sums (`accumulateBackwardSums(_:maskingRelu:output:…)`) against
 /// the two passes it replaces (`reluMask`, then `accumulateBackwardSums`): the same masked dy and the same sums,
 /// bit for bit, on planes with every vector tail (16-, 8- and scalar parts), outputs at zero, below zero and NaN,
-/// on one thread and on several.
+/// on one thread and on several; without an output, the plain sums and dy untouched.
 final class BatchNormFusedReluTests: XCTestCase {
     func testFusedMaskAndSumsEqualTheTwoPasses() {
         for (threads, s) in [(1, Shape4(3, 4, 5, 7)), (1, Shape4(2, 3, 5, 5)), (2, Shape4(4, 6, 9, 9)), (3, Shape4(2, 5, 4, 6))] {
@@ -33,6 +33,20 @@ final class BatchNormFusedReluTests: XCTestCase {
             XCTAssertEqual(fusedSums.map(\.bitPattern), twoPassSums.map(\.bitPattern), "sums (added to 0.25), \(what)")
             XCTAssertTrue(zip(fusedDy, y).allSatisfy { $1 > 0 || $0 == 0 }, "zero wherever y ≤ 0 or NaN, \(what)")
             XCTAssertTrue(zip(zip(fusedDy, dyIn), y).allSatisfy { !($1 > 0) || $0.0 == $0.1 }, "unchanged where y > 0, \(what)")
+
+            // without an output: the plain sums, dy left as it was
+            var plainSums = [Double](repeating: 0.25, count: 2 * s.c), unmaskedSums = plainSums, untouched = dyIn
+            plainSums.withUnsafeMutableBufferPointer {
+                BatchNormKernels.accumulateBackwardSums(x, dyIn, s, mean: mean, invstd: invstd,
+                                                        sumDy: $0.baseAddress!, sumDyXhat: $0.baseAddress! + s.c)
+            }
+            unmaskedSums.withUnsafeMutableBufferPointer {
+                BatchNormKernels.accumulateBackwardSums(x, maskingRelu: &untouched, output: nil, s, mean: mean, invstd: invstd,
+                                                        sumDy: $0.baseAddress!, sumDyXhat: $0.baseAddress! + s.c)
+            }
+            XCTAssertEqual(untouched.map(\.bitPattern), dyIn.map(\.bitPattern), "no output: dy untouched, \(what)")
+            XCTAssertEqual(unmaskedSums.map(\.bitPattern), plainSums.map(\.bitPattern), "no output: the plain sums, \(what)")
+            XCTAssertNotEqual(unmaskedSums, fusedSums, "the mask changes the sums, \(what)")
         }
     }
 }

@@ -15,7 +15,8 @@ final class GatherStridedTests: XCTestCase {
                     for count in 0...(width / stride + 3) {
                         var dst = [Float](repeating: -7, count: count + 1)
                         buffer.withUnsafeBufferPointer { b in dst.withUnsafeMutableBufferPointer { d in
-                            Conv2D.gatherStrided(b.baseAddress! + 32, width: width, offset: offset, stride: stride, d.baseAddress!, count)
+                            Conv2D.gatherStrided(b.baseAddress! + 32, width: width, offset: offset, stride: stride, d.baseAddress!, count,
+                                                 inside: Conv2D.rowBounds(width: width, offset: offset, stride: stride, count: count))
                         } }
                         for ow in 0..<count {
                             let i = ow * stride + offset
