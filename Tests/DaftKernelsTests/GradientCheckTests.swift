@@ -211,11 +211,12 @@ final class GradientCheckTests: XCTestCase {
             }
         }
         // `.automatic` sends every 3×3 stride-1 layer of resnet20 on 28×28 (16@28×28, 32@14×14, 64@7×7) to the
-        // direct kernels of either family, and the 64-channel 56×56 layers of the ImageNet ResNets, not their
-        // 128-channel ones nor planes below 7×7
+        // direct kernels of either family, and the 64-channel 56×56 and 128-channel 28×28 layers of the ImageNet
+        // ResNets, not their 256-channel ones nor planes below 7×7
         let automatic: [(channels: Int, xs: Shape4, direct: Bool)] = [
             (16, Shape4(128, 16, 28, 28), true), (32, Shape4(128, 32, 14, 14), true), (64, Shape4(128, 64, 7, 7), true),
-            (64, Shape4(16, 64, 56, 56), true), (128, Shape4(16, 128, 28, 28), false), (16, Shape4(128, 16, 6, 6), false),
+            (64, Shape4(16, 64, 56, 56), true), (128, Shape4(16, 128, 28, 28), true), (256, Shape4(16, 256, 14, 14), false),
+            (16, Shape4(128, 16, 6, 6), false),
         ]
         for kernels in [DirectKernelISA.avx2, .avx512] {
             for c in automatic {
