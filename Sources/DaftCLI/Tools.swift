@@ -237,6 +237,49 @@ struct Inspect: ParsableCommand {
     }
 }
 
+struct BenchConv: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-conv",
+        abstract: "One convolution layer's forward and backward through each kernel path, alternated in one process (which path a layer should take).")
+    @Option(help: "Input channels") var cin = 128
+    @Option(help: "Output channels (default: --cin)") var cout: Int?
+    @Option(help: "Input height and width") var size = 28
+    @Option(help: "Kernel size") var kernel = 3
+    @Option(help: "Stride") var stride = 1
+    @Option(help: "Padding (default: kernel/2)") var padding: Int?
+    @Option(help: "Batch size") var batch = 16
+    @Option(help: "Kernel paths, comma-separated, the first the reference of the ratios (sgemm, direct; direct only for 3×3 stride 1 padding 1)") var paths = "sgemm,direct"
+    @Option(help: "Timed rounds (after one warm-up round)") var rounds = 7
+    @Option(help: "Threads (default 1, or OPENBLAS_NUM_THREADS): the kernels split the batch over them") var threads: Int?
+    @OptionGroup var logging: LoggingFlags
+
+    func run() throws {
+        let chosen = try paths.split(separator: ",").map { name -> ConvolutionBenchmark.Path in
+            guard let p = ConvolutionBenchmark.Path(rawValue: String(name)) else {
+                throw CLIError("--paths: unknown path '\(name)' (known: \(ConvolutionBenchmark.Path.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            return p
+        }
+        guard !chosen.isEmpty, cin > 0, (cout ?? cin) > 0, size > 0, kernel > 0, stride > 0, batch > 0, rounds > 0 else {
+            throw CLIError("bench-conv: channels, size, kernel, stride, batch and rounds must be positive, and --paths not empty")
+        }
+        let g = ConvGeometry(cin: cin, cout: cout ?? cin, kernel: kernel, stride: stride, padding: padding ?? kernel / 2)
+        if chosen.contains(.direct) && !(kernel == 3 && stride == 1 && g.padH == 1) {
+            throw CLIError("--paths: the direct kernels run 3×3 stride-1 padding-1 convolutions only, not \(kernel)×\(kernel) stride \(stride) padding \(g.padH)")
+        }
+        ComputeThreads.set(threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap { Int($0) } ?? 1)
+        let r = ConvolutionBenchmark(geometry: g, input: Shape4(batch, cin, size, size), paths: chosen, rounds: rounds).run()
+        print(String(format: "%d→%d channels, %d×%d kernel, stride %d, on %d×%d, batch %d, %d thread(s): sgemm %.1f GFLOP/s over the rounds; paths agree to %.1e (largest difference / largest value)",
+                     g.cin, g.cout, kernel, kernel, stride, size, size, batch, ComputeThreads.count, r.sgemmGflops, r.largestRelativeDifference))
+        print("| path | forward ms | GFLOP/s | % of sgemm | × first | backward ms | GFLOP/s | % of sgemm | × first |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for p in r.paths {
+            print(String(format: "| %@ | %.2f | %.1f | %.0f%% | %.3f | %.2f | %.1f | %.0f%% | %.3f |", p.path.rawValue,
+                         p.forwardMilliseconds, p.forwardGflops, 100 * p.forwardGflops / r.sgemmGflops, p.forwardRatio,
+                         p.backwardMilliseconds, p.backwardGflops, 100 * p.backwardGflops / r.sgemmGflops, p.backwardRatio))
+        }
+    }
+}
+
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Training-step throughput (forward, backward, SGD) for a model, input size and batch.")
     @Option(help: "Architecture") var arch = "resnet20"

@@ -9,7 +9,7 @@ struct Daft: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "daft",
         abstract: "Domain-Aware Fine-Tuning of pretrained ResNets, data-parallel over MPI.",
-        subcommands: [Pretrain.self, Finetune.self, Adapt.self, Evaluate.self, ConvertBN.self, Inspect.self, Bench.self, DataCommand.self, Interpolate.self, Report.self])
+        subcommands: [Pretrain.self, Finetune.self, Adapt.self, Evaluate.self, ConvertBN.self, Inspect.self, Bench.self, BenchConv.self, DataCommand.self, Interpolate.self, Report.self])
 }
 
 // --config FILE sets any flag; flags given on the command line win. Errors are logged once per rank (rank 0's
