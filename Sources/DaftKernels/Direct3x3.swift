@@ -158,9 +158,9 @@ extension Conv2D {
     /// …and the input plane has at least this many pixels. Measured with the 8-lane kernels on a Zen 3 (samples
     /// side by side, `Direct3x3Layout.samplesPerGroup`): resnet20 (28×28, batch 128) step 455 → 395–403 ms with
     /// its 64-channel 7×7 layers direct; at 224 px (resnet18/50, batch 16) the 64-channel 56×56 layers direct
-    /// save 5–10% of the 3×3 time. Layer by layer against im2col + `sgemm` (forward / backward time, batch 16):
-    /// 128 channels direct take 0.80–0.95 / 0.80–0.97 of the time at 7×7 to 56×56, 192 and 256 channels
-    /// 0.94–1.05 / 1.01–1.07 (docs/benchmarks.md), so the bound is 128. The AVX-512 kernels had the 64-channel
+    /// save 5–10% of the 3×3 time. Layer by layer against im2col + `sgemm` (`daft bench-conv`, forward / backward
+    /// time): 128 channels direct take 0.83–0.95 / 0.80–0.99 of the time at 7×7 to 56×56, 192 and 256 channels
+    /// 0.96–1.09 / 0.98–1.07 (docs/benchmarks.md), so the bound is 128. The AVX-512 kernels had the 64-channel
     /// bounds on a Zen 4 (resnet20 step 354 → 335 ms with the 7×7 layers direct); 128 is not measured there.
     public static let directMinSpatial = 49
 

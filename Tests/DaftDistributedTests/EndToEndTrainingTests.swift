@@ -260,6 +260,8 @@ final class EndToEndTrainingTests: XCTestCase {
             (["finetune", "--init", Self.pretrained, "--data", "npy:/nonexistent/x.npy,/nonexistent/y.npy"], ["/nonexistent/x.npy"]),
             (["finetune", "--init", Self.pretrained, "--data", "fashion-mnist:nosuchsplit"], ["nosuchsplit"]),
             (["bench", "--arch", "resnet99"], ["unknown --arch 'resnet99'"]),
+            (["bench-conv", "--paths", "sgemm,winograd"], ["unknown path 'winograd'", "sgemm, direct"]),
+            (["bench-conv", "--kernel", "1", "--paths", "sgemm,direct"], ["direct kernels run 3×3 stride-1 padding-1", "not 1×1"]),
             (["pretrain", "--augment", "heavy", "--data", data, "--out", dir("bad-aug")] + aStep, ["--augment must be standard or robust, got 'heavy'"]),
             (["pretrain", "--augment", "robust", "--no-augment", "--data", data, "--out", dir("bad-aug2")] + aStep, ["--no-augment and --augment robust contradict"]),
             (["evaluate", "--weights", Self.pretrained, "--data", data, "--bn-stats", "target"], ["--bn-stats must be own, source or mix:α"]),
