@@ -17,8 +17,13 @@ struct CLIError: Error, CustomStringConvertible {
 /// Process-wide setup shared by every command: compute threads and the communicator.
 enum Runtime {
     static func communicator(threads: Int?) -> Communicator {
-        ComputeThreads.set(threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap { Int($0) } ?? 1)
+        setComputeThreads(threads)
         return Communicators.fromEnvironment()
+    }
+
+    /// `--threads`, else OPENBLAS_NUM_THREADS, else 1.
+    static func setComputeThreads(_ threads: Int?) {
+        ComputeThreads.set(threads ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap { Int($0) } ?? 1)
     }
 
     /// Loads a named data set into memory (`fashion-mnist:SPLIT[@DOMAIN]`, `npy:X,Y`, `idx:I,L`), optionally

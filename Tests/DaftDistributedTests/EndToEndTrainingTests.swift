@@ -262,6 +262,7 @@ final class EndToEndTrainingTests: XCTestCase {
             (["bench", "--arch", "resnet99"], ["unknown --arch 'resnet99'"]),
             (["bench-conv", "--paths", "sgemm,winograd"], ["unknown path 'winograd'", "sgemm, direct"]),
             (["bench-conv", "--kernel", "1", "--paths", "sgemm,direct"], ["direct kernels run 3×3 stride-1 padding-1", "not 1×1"]),
+            (["bench-conv", "--kernel", "7", "--padding", "0", "--size", "5", "--paths", "sgemm"], ["7×7 kernel with padding 0 does not fit a 5×5 input"]),
             (["pretrain", "--augment", "heavy", "--data", data, "--out", dir("bad-aug")] + aStep, ["--augment must be standard or robust, got 'heavy'"]),
             (["pretrain", "--augment", "robust", "--no-augment", "--data", data, "--out", dir("bad-aug2")] + aStep, ["--no-augment and --augment robust contradict"]),
             (["evaluate", "--weights", Self.pretrained, "--data", data, "--bn-stats", "target"], ["--bn-stats must be own, source or mix:α"]),
