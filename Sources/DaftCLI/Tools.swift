@@ -263,15 +263,15 @@ struct BenchConv: ParsableCommand {
             throw CLIError("bench-conv: channels, size, kernel, stride, batch and rounds must be positive, padding not negative, and --paths not empty")
         }
         let g = ConvGeometry(cin: cin, cout: cout ?? cin, kernel: kernel, stride: stride, padding: padding ?? kernel / 2)
-        let ys = g.outputShape(Shape4(batch, cin, size, size))
+        let xs = Shape4(batch, cin, size, size), ys = g.outputShape(xs)
         guard ys.h > 0 && ys.w > 0 else {
             throw CLIError("bench-conv: a \(kernel)×\(kernel) kernel with padding \(g.padH) does not fit a \(size)×\(size) input")
         }
-        if chosen.contains(.direct) && !(kernel == 3 && stride == 1 && g.padH == 1) {
+        if chosen.contains(.direct) && !Conv2D.usesDirect3x3(g, xs, policy: .always) {
             throw CLIError("--paths: the direct kernels run 3×3 stride-1 padding-1 convolutions only, not \(kernel)×\(kernel) stride \(stride) padding \(g.padH)")
         }
         Runtime.setComputeThreads(threads)
-        let r = ConvolutionBenchmark(geometry: g, input: Shape4(batch, cin, size, size), paths: chosen, rounds: rounds).run()
+        let r = ConvolutionBenchmark(geometry: g, input: xs, paths: chosen, rounds: rounds).run()
         print(String(format: "%d→%d channels, %d×%d kernel, stride %d, on %d×%d, batch %d, %d thread(s): sgemm %.1f GFLOP/s over the rounds; paths agree to %.1e (largest difference / largest value)",
                      g.cin, g.cout, kernel, kernel, stride, size, size, batch, ComputeThreads.count, r.sgemmGflops, r.largestRelativeDifference))
         print("| path | forward ms | GFLOP/s | % of sgemm | × first | backward ms | GFLOP/s | % of sgemm | × first |")

@@ -12,9 +12,11 @@ public struct ConvolutionBenchmark {
         var policy: DirectConvolutionPolicy { self == .direct ? .always : .never }
     }
 
-    /// One path's medians.
+    /// One path's medians, and the timed rounds they come from.
     public struct PathTime {
         public let path: Path
+        /// Seconds of each timed round, in order.
+        public let forwardRounds: [Double], backwardRounds: [Double]
         public let forwardMilliseconds: Double, backwardMilliseconds: Double
         public let forwardGflops: Double, backwardGflops: Double
         /// Median over rounds of this path's time / the first path's time.
@@ -71,14 +73,13 @@ public struct ConvolutionBenchmark {
                 if round > 0 { forward[i].append(f); backward[i].append(b) }
             }
         }
-        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
         let flops = 2 * Double(g.forwardMACs(xs))
         let times = paths.indices.map { i -> PathTime in
-            let f = median(forward[i]), b = median(backward[i])
-            return PathTime(path: paths[i], forwardMilliseconds: 1000 * f, backwardMilliseconds: 1000 * b,
+            let f = Self.median(forward[i]), b = Self.median(backward[i])
+            return PathTime(path: paths[i], forwardRounds: forward[i], backwardRounds: backward[i], forwardMilliseconds: 1000 * f, backwardMilliseconds: 1000 * b,
                             forwardGflops: flops / f / 1e9, backwardGflops: 2 * flops / b / 1e9,
-                            forwardRatio: median(zip(forward[i], forward[0]).map { $0 / $1 }),
-                            backwardRatio: median(zip(backward[i], backward[0]).map { $0 / $1 }))
+                            forwardRatio: Self.median(zip(forward[i], forward[0]).map { $0 / $1 }),
+                            backwardRatio: Self.median(zip(backward[i], backward[0]).map { $0 / $1 }))
         }
         var largest = 0.0
         for i in outputs.indices.dropFirst() {
@@ -91,4 +92,7 @@ public struct ConvolutionBenchmark {
         }
         return Result(paths: times, sgemmGflops: peak.gflops, largestRelativeDifference: largest)
     }
+
+    /// The middle value (the upper one of an even count).
+    static func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
 }
